@@ -12,6 +12,8 @@ from .config import (
     parse_assignments,
 )
 from .errors import ConfigError, DataError, OrcaAblateError, TrialFailure
+from .result import TrialResult
+from .trial import run_trial, validate_config
 
 __all__ = [
     "BodyConfig",
@@ -23,6 +25,9 @@ __all__ = [
     "OrcaAblateError",
     "TrialConfig",
     "TrialFailure",
+    "TrialResult",
     "config_paths",
     "parse_assignments",
+    "run_trial",
+    "validate_config",
 ]

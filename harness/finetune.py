@@ -1,0 +1,170 @@
+"""Stage 2 (refine): fine-tune embedder + body + head, select on validation, evaluate on test.
+
+Freeze modes are ``+``-joined parts (``embedder``, ``body``, ``head``; ``none``
+freezes nothing) plus ORCA's body modes ``layernorm-only`` (only the body's
+LayerNorms train) and ``non-attention`` (the body's attention blocks are frozen).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import FinetuneConfig
+from .embedders import OrcaModel
+from .errors import ConfigError, TrialFailure
+from .metrics import Metric
+
+__all__ = ["FREEZE_PARTS", "FinetuneResult", "OPTIMIZERS", "SCHEDULERS", "apply_freeze", "evaluate",
+           "finetune", "parse_freeze", "predict"]
+
+
+def _is_norm(name: str) -> bool:
+    return "layernorm" in name.lower() or "layer_norm" in name.lower()
+
+
+FREEZE_PARTS: dict[str, Callable[[str, str], bool]] = {
+    "none": lambda part, name: False,
+    "embedder": lambda part, name: part == "embedder",
+    "body": lambda part, name: part == "body",
+    "head": lambda part, name: part == "head",
+    "layernorm-only": lambda part, name: part == "body" and not _is_norm(name),
+    "non-attention": lambda part, name: part == "body" and "attention" in name.lower(),
+}
+"""Freeze part -> predicate(part of the model, parameter name) that says whether it is frozen."""
+
+_BODY_MODES = {"body", "layernorm-only", "non-attention"}
+
+
+def parse_freeze(spec: str) -> list[str]:
+    """Return the parts of a freeze string; raise ConfigError listing the choices when invalid."""
+    parts = [p.strip() for p in spec.split("+")]
+    unknown = [p for p in parts if p not in FREEZE_PARTS]
+    if unknown or not spec:
+        raise ConfigError(f"finetune.freeze={spec!r}: unknown part {unknown or [spec]}; expected '+'-joined "
+                          f"parts from {sorted(FREEZE_PARTS)}, e.g. 'none', 'body', 'embedder+body'")
+    if "none" in parts and len(parts) > 1:
+        raise ConfigError(f"finetune.freeze={spec!r}: 'none' cannot be combined with other parts")
+    if len(_BODY_MODES.intersection(parts)) > 1:
+        raise ConfigError(f"finetune.freeze={spec!r}: choose one of {sorted(_BODY_MODES)} for the body")
+    return parts
+
+
+def apply_freeze(model: OrcaModel, spec: str) -> int:
+    """Set ``requires_grad`` per the freeze string; return the number of trainable parameters."""
+    parts = parse_freeze(spec)
+    trainable = 0
+    for part in ("embedder", "body", "head"):
+        for name, p in getattr(model, part).named_parameters():
+            frozen = any(FREEZE_PARTS[x](part, name) for x in parts)
+            p.requires_grad_(not frozen)
+            trainable += p.numel() if not frozen else 0
+    if trainable == 0:
+        raise ConfigError(f"finetune.freeze={spec!r} freezes every parameter; leave something to train")
+    return trainable
+
+
+def _param_groups(model: OrcaModel, cfg: FinetuneConfig) -> list[dict]:
+    fast = [p for m in (model.embedder, model.head) for p in m.parameters() if p.requires_grad]
+    slow = [p for p in model.body.parameters() if p.requires_grad]
+    groups = [{"params": fast, "lr": cfg.lr}, {"params": slow, "lr": cfg.body_lr}]
+    return [g for g in groups if g["params"]]
+
+
+OPTIMIZERS: dict[str, Callable[[list[dict], FinetuneConfig], torch.optim.Optimizer]] = {
+    "adamw": lambda g, c: torch.optim.AdamW(g, weight_decay=c.weight_decay),
+    "adam": lambda g, c: torch.optim.Adam(g, weight_decay=c.weight_decay),
+    "sgd": lambda g, c: torch.optim.SGD(g, momentum=0.9, weight_decay=c.weight_decay),
+}
+
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler | None]] = {
+    "none": lambda opt, steps: None,
+    "cosine": lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)),
+    "linear": lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps))),
+}
+
+
+def check_finetune(cfg: FinetuneConfig) -> None:
+    """Raise ConfigError for unknown optimizer / scheduler / freeze names or bad numbers."""
+    for key, value, registry in (("optimizer", cfg.optimizer, OPTIMIZERS), ("scheduler", cfg.scheduler, SCHEDULERS)):
+        if value not in registry:
+            raise ConfigError(f"unknown finetune.{key} {value!r}; expected one of {sorted(registry)}")
+    parse_freeze(cfg.freeze)
+    if cfg.epochs < 1:
+        raise ConfigError(f"finetune.epochs={cfg.epochs}: give at least 1 epoch")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"finetune.batch_size={cfg.batch_size}: give a positive batch size")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Return model outputs for a whole split, in eval mode: x (N, ...) -> (N, K) on CPU."""
+    was_training = model.training
+    model.eval()
+    outs = [model(x[i:i + batch_size].to(device, non_blocking=True)).float().cpu()
+            for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, metric: Metric, device: torch.device) -> float:
+    """Return the metric on the whole split (no chunk averaging)."""
+    return metric.fn(predict(model, x, device), y)
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """Validation curve, best epoch and its score; seconds spent training."""
+
+    val_curve: list[float]
+    best_epoch: int
+    best_val: float
+    seconds: float
+
+
+def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *,
+             cfg: FinetuneConfig, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+             metric: Metric, device: torch.device, generator: torch.Generator,
+             on_epoch: Callable[[int, float], None] | None = None,
+             on_step: Callable[[], None] | None = None) -> FinetuneResult:
+    """Train in place and load the weights of the best validation epoch; return the curve."""
+    groups = _param_groups(model, cfg)
+    opt = OPTIMIZERS[cfg.optimizer](groups, cfg)
+    steps_per_epoch = -(-len(x) // cfg.batch_size)
+    sched = SCHEDULERS[cfg.scheduler](opt, steps_per_epoch * cfg.epochs)
+    curve: list[float] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch, best_val = 0, float("nan")
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        perm = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            loss = loss_fn(model(xb), yb)
+            if not torch.isfinite(loss):
+                raise TrialFailure(f"fine-tuning: the loss became {loss.item()} at epoch {epoch}; "
+                                   "lower finetune.lr / finetune.body_lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if on_step is not None:
+                on_step()
+        score = evaluate(model, x_val, y_val, metric, device)
+        curve.append(score)
+        if best_state is None or metric.better(score, best_val):
+            best_epoch, best_val = epoch, score
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    return FinetuneResult(curve, best_epoch, best_val, time.perf_counter() - start)

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny local BERT body (no downloads) and an isolated cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip outside CI when ``condition`` is false; fail in CI, where everything must run."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI (CI=true): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def require():  # noqa: ANN201 - returns the `need` function
+    """Return ``need(condition, reason)``: skip outside CI, fail in CI (``CI=true``)."""
+    return need
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCA_ABLATE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_body(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Return the folder of a tiny BERT checkpoint (width 32, 2 layers) saved locally."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    cfg = BertConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(1234)  # not a trial seed: a random body must differ from this one
+    BertModel(cfg).save_pretrained(path)
+    return str(Path(path))
