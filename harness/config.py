@@ -44,7 +44,7 @@ class DataConfig:
     """Seeded subset of the training split (before the validation split); None keeps all."""
     max_test_samples: int | None = None
     """Fixed (seed-independent) subset of the test split; None keeps all."""
-    val_fraction: float = 0.1
+    val_fraction: float = 0.2
     """Fraction of the training data held out for validation (seeded split, never test)."""
     allow_pickle: bool = False
     """Opt in to loading pickle-based data files."""
@@ -94,7 +94,8 @@ class EmbedderConfig:
 class FinetuneConfig:
     """Fine-tuning of embedder + body + head (ORCA's stage 2)."""
 
-    epochs: int = 6
+    epochs: int | None = None
+    """Fine-tuning epochs; None = auto: enough for about 200 steps, between 6 and 40 epochs."""
     lr: float = 1e-3
     """Learning rate of the embedder and the head."""
     body_lr: float = 1e-4

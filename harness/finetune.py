@@ -21,7 +21,7 @@ from .errors import ConfigError, TrialFailure
 from .metrics import Metric
 
 __all__ = ["FREEZE_PARTS", "FinetuneResult", "OPTIMIZERS", "SCHEDULERS", "apply_freeze", "evaluate",
-           "finetune", "parse_freeze", "predict"]
+           "finetune", "parse_freeze", "predict", "resolve_epochs"]
 
 
 def _is_norm(name: str) -> bool:
@@ -95,10 +95,21 @@ def check_finetune(cfg: FinetuneConfig) -> None:
         if value not in registry:
             raise ConfigError(f"unknown finetune.{key} {value!r}; expected one of {sorted(registry)}")
     parse_freeze(cfg.freeze)
-    if cfg.epochs < 1:
+    if cfg.epochs is not None and cfg.epochs < 1:
         raise ConfigError(f"finetune.epochs={cfg.epochs}: give at least 1 epoch")
     if cfg.batch_size < 1:
         raise ConfigError(f"finetune.batch_size={cfg.batch_size}: give a positive batch size")
+
+
+AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 200, 6, 40
+
+
+def resolve_epochs(cfg: FinetuneConfig, n_train: int) -> int:
+    """Return the number of fine-tuning epochs: the configured one, or auto (about 200 steps, 6..40)."""
+    if cfg.epochs is not None:
+        return cfg.epochs
+    steps_per_epoch = -(-n_train // cfg.batch_size)
+    return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, -(-AUTO_STEPS // steps_per_epoch)))
 
 
 @torch.no_grad()
@@ -132,17 +143,22 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
              metric: Metric, device: torch.device, generator: torch.Generator,
              on_epoch: Callable[[int, float], None] | None = None,
              on_step: Callable[[], None] | None = None) -> FinetuneResult:
-    """Train in place and load the weights of the best validation epoch; return the curve."""
+    """Train in place and load the weights of the best validation epoch; return the curve.
+
+    The best epoch has the best validation metric; among equal scores, the lowest
+    validation loss.
+    """
     groups = _param_groups(model, cfg)
     opt = OPTIMIZERS[cfg.optimizer](groups, cfg)
     steps_per_epoch = -(-len(x) // cfg.batch_size)
-    sched = SCHEDULERS[cfg.scheduler](opt, steps_per_epoch * cfg.epochs)
+    epochs = resolve_epochs(cfg, len(x))
+    sched = SCHEDULERS[cfg.scheduler](opt, steps_per_epoch * epochs)
     curve: list[float] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, best_val = 0, float("nan")
+    best_epoch, best_val, best_loss = 0, float("nan"), float("inf")
     start = time.perf_counter()
     model.train()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(x), generator=generator)
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
@@ -158,10 +174,12 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
                 sched.step()
             if on_step is not None:
                 on_step()
-        score = evaluate(model, x_val, y_val, metric, device)
+        out = predict(model, x_val, device)
+        score, val_loss = metric.fn(out, y_val), float(loss_fn(out, y_val))
         curve.append(score)
-        if best_state is None or metric.better(score, best_val):
-            best_epoch, best_val = epoch, score
+        # Ties are common on small validation sets: break them by the validation loss.
+        if best_state is None or metric.better(score, best_val) or (score == best_val and val_loss < best_loss):
+            best_epoch, best_val, best_loss = epoch, score, val_loss
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(epoch, score)

@@ -15,7 +15,7 @@ from .bodies import load_body
 from .config import TrialConfig
 from .embedders import ENTRIES, Embedder, OrcaModel, tokenisation
 from .errors import ConfigError
-from .finetune import apply_freeze, check_finetune, evaluate, finetune
+from .finetune import apply_freeze, check_finetune, evaluate, finetune, resolve_epochs
 from .metrics import get_loss, get_metric
 from .proxies import ProxyRequest, get_proxy, get_proxy_spec
 from .result import TrialResult
@@ -116,7 +116,8 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
     model = OrcaModel(embedder, body, task.num_classes).to(device)
     trainable = apply_freeze(model, cfg.finetune.freeze)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps = cfg.finetune.epochs * -(-len(task.x_train) // cfg.finetune.batch_size)
+    epochs = resolve_epochs(cfg.finetune, len(task.x_train))
+    steps = epochs * -(-len(task.x_train) // cfg.finetune.batch_size)
     done = [0]
 
     def step() -> None:
@@ -140,5 +141,5 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
         details={"patch": tok.patch, "tokens": tok.tokens, "grid": list(tok.grid), "init_copied": copied,
                  "proxy": proxy.description, "proxy_size": len(proxy.y),
                  "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
-                 "n_align": n_align, "num_classes": task.num_classes},
+                 "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs},
     )
