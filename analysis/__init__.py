@@ -1,5 +1,40 @@
-"""orca-ablate's statistics: trials read back from storage, significance tests, reports."""
+"""orca-ablate's statistics: trials read back from storage, significance tests, reports.
+
+Every test takes the tidy trials frame of :func:`load_trials` and returns a DataFrame whose columns
+are exactly :data:`COLUMNS`, so results concatenate into one table.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from analysis._claims import CLAIMS, claims
+from analysis._columns import COLUMNS, NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
+from analysis._correlation import CORRELATION_METHODS, CorrelationMethod, correlation_tests
+from analysis._factors import factor_tests
+from analysis._load import StudyData, factor_columns, load_study, load_trials
+from analysis._power import seeds_needed
+from analysis._report import run_all_tests, write_report
+from analysis._resampling import adjust_pvalues
+from analysis._verdicts import VERDICTS
+
+__all__ = [
+    "AnalysisError",
+    "CLAIMS",
+    "COLUMNS",
+    "CORRELATION_METHODS",
+    "CorrelationMethod",
+    "NOT_ENOUGH_DATA",
+    "StudyData",
+    "VERDICTS",
+    "adjust_pvalues",
+    "claims",
+    "correlation_tests",
+    "factor_columns",
+    "factor_tests",
+    "load_study",
+    "load_trials",
+    "make_row",
+    "results_frame",
+    "run_all_tests",
+    "seeds_needed",
+    "write_report",
+]

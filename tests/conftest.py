@@ -43,3 +43,35 @@ def tiny_body(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(1234)  # not a trial seed: a random body must differ from this one
     BertModel(cfg).save_pretrained(path)
     return str(Path(path))
+
+
+PG_ADMIN_URL = os.environ.get("ORCA_ABLATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+"""The server the PostgreSQL tests use; each test gets a fresh database on it, dropped afterwards."""
+
+
+@pytest.fixture
+def pg_url(require):  # noqa: ANN201 - yields a SQLAlchemy URL
+    """Yield the URL of a fresh, empty PostgreSQL database; drop it afterwards.
+
+    Skips outside CI when the server is unreachable; fails in CI (``CI=true``).
+    """
+    import uuid
+
+    try:
+        import psycopg
+    except ImportError:
+        require(False, "psycopg is not installed")
+        return
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        require(False, f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+        return
+    name = f"orca_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,146 @@
+"""Report figures as PNG files, drawn on Agg canvases (no pyplot, no global backend change)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy import stats
+
+from analysis._contrasts import level_text, ordered_levels, per_seed, spec_levels
+
+__all__ = ["otdd_score_figure", "factor_figure", "curves_figure", "status_figure"]
+
+_DPI = 90
+
+
+def _grid(n: int, width: float = 3.8, height: float = 3.2) -> tuple[Figure, list[Axes]]:
+    cols = max(1, min(n, 4))
+    rows = max(1, math.ceil(n / cols))
+    fig = Figure(figsize=(width * cols, height * rows))
+    FigureCanvasAgg(fig)
+    # Fixed margins: constrained layout costs ~0.2 s a figure, which a 5,000-trial report notices.
+    fig.subplots_adjust(left=0.8 / (width * cols), right=1 - 0.15 / (width * cols),
+                        bottom=0.95 / (height * rows), top=1 - 0.35 / (height * rows),
+                        wspace=0.45, hspace=0.85)
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(max(n, 1))]
+    return fig, axes
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=_DPI)
+    return path
+
+
+def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y: str = "test_score") -> Path | None:
+    """Return ``path`` after drawing ``y`` against ``x`` per task with an OLS line and its 95% CI band.
+
+    Input: the tidy trials frame (columns ``task``, ``x``, ``y``). Returns None when no task has
+    two distinct ``x`` values.
+    """
+    data = df[["task", x, y]].dropna()
+    tasks = [t for t, part in data.groupby("task", sort=True) if part[x].nunique() >= 2]
+    if not tasks:
+        return None
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        part = data[data["task"] == task]
+        xs, ys = part[x].to_numpy(float), part[y].to_numpy(float)
+        ax.scatter(xs, ys, s=8, alpha=0.4 if xs.size > 200 else 0.8, color="tab:blue", linewidths=0)
+        if xs.size >= 3:
+            fit = sm.OLS(ys, sm.add_constant(xs)).fit()
+            grid = np.linspace(xs.min(), xs.max(), 50)
+            pred = fit.get_prediction(sm.add_constant(grid)).summary_frame(alpha=0.05)
+            ax.plot(grid, pred["mean"], color="tab:red", lw=1.5)
+            ax.fill_between(grid, pred["mean_ci_lower"], pred["mean_ci_upper"], color="tab:red", alpha=0.2)
+        ax.set_title(str(task))
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    return _save(fig, path)
+
+
+def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_score",
+                  levels: Sequence[object] | None = None) -> Path | None:
+    """Return ``path`` after drawing the mean ``y`` per level of ``factor`` with 95% t CIs over seeds, per task.
+
+    Input: the tidy trials frame (``task``, ``seed``, ``factor``, ``y``); other factors are averaged
+    within each (level, seed) first. Returns None when the factor has no recorded level.
+    """
+    data = df.dropna(subset=[y, factor])
+    if data.empty:
+        return None
+    order = [level_text(v) for v in (levels or ordered_levels(
+        data[factor].unique(), spec_levels(df.attrs.get("spec") or {}, factor)))]
+    tasks = sorted(data["task"].unique())
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        table = per_seed(data[data["task"] == task], factor, y)
+        table.columns = [level_text(c) for c in table.columns]
+        pos, means, half = [], [], []
+        for i, lv in enumerate(order):
+            if lv not in table.columns:
+                continue
+            vals = table[lv].dropna().to_numpy(float)
+            pos.append(i)
+            means.append(vals.mean())
+            sem = vals.std(ddof=1) / math.sqrt(vals.size) if vals.size > 1 else math.nan
+            half.append(stats.t.ppf(0.975, vals.size - 1) * sem if vals.size > 1 else 0.0)
+        ax.errorbar(pos, means, yerr=half, fmt="o", capsize=4, color="tab:blue")
+        ax.set_xticks(range(len(order)), order, rotation=30 if max(map(len, order)) > 6 else 0)
+        ax.set_title(str(task))
+        ax.set_xlabel(factor)
+        ax.set_ylabel(f"mean {y} (95% CI)")
+    return _save(fig, path)
+
+
+def curves_figure(curves: pd.DataFrame, path: Path, *, by: str | None = None) -> Path | None:
+    """Return ``path`` after drawing mean OTDD per alignment step (± 1 SD over trials), per task.
+
+    Input: the long ``curves`` frame of :class:`StudyData` (``task, step, otdd`` and factor columns);
+    lines are split by ``by`` (default ``embedder.epochs`` when present, else curve length).
+    Returns None when no curve was recorded.
+    """
+    if curves.empty or curves["otdd"].notna().sum() == 0:
+        return None
+    curves = curves.dropna(subset=["otdd"])
+    if by is None or by not in curves.columns:
+        by = "embedder.epochs" if "embedder.epochs" in curves.columns else None
+    if by is None:
+        length = curves.groupby("trial")["step"].transform("max")
+        curves = curves.assign(steps=length)
+        by = "steps"
+    tasks = sorted(curves["task"].unique())
+    fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        part = curves[curves["task"] == task]
+        for key, group in part.groupby(by, sort=True):
+            summary = group.groupby("step")["otdd"].agg(["mean", "std"]).reset_index()
+            line = ax.plot(summary["step"], summary["mean"], marker="." if len(summary) < 30 else None,
+                           label=f"{by}={level_text(key)}")
+            ax.fill_between(summary["step"], summary["mean"] - summary["std"].fillna(0),
+                            summary["mean"] + summary["std"].fillna(0), alpha=0.15, color=line[0].get_color())
+        ax.set_title(str(task))
+        ax.set_xlabel("alignment epoch (0 = before)")
+        ax.set_ylabel("OTDD")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def status_figure(summary: pd.DataFrame, path: Path) -> Path:
+    """Return ``path`` after drawing a bar per trial state of the ``summary`` frame (``state, count``)."""
+    fig, (ax,) = _grid(1, width=5.0, height=2.8)
+    colors = {"COMPLETE": "tab:green", "DUPLICATE": "tab:gray", "FAIL": "tab:red"}
+    ax.bar(summary["state"], summary["count"], color=[colors.get(s, "tab:blue") for s in summary["state"]])
+    for i, c in enumerate(summary["count"]):
+        ax.annotate(str(int(c)), (i, c), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("trials")
+    ax.set_title("trial status")
+    ax.tick_params(axis="x", labelsize=8)
+    return _save(fig, path)

@@ -1,0 +1,250 @@
+"""Read a study from Optuna storage into one tidy frame of trials, plus its companions."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from analysis._columns import AnalysisError
+
+__all__ = ["StudyData", "load_study", "load_trials", "factor_columns", "OUTCOME_COLUMNS"]
+
+OUTCOME_COLUMNS: tuple[str, ...] = ("otdd_before", "otdd_after", "val_score", "test_score", "value", "seconds")
+"""Numeric columns every trials frame has (NaN where a trial did not record them)."""
+
+_OPTIONAL_TEXT: tuple[str, ...] = ("modality", "metric", "direction")
+_OPTIONAL_NUMBERS: tuple[str, ...] = ("peak_mem_mb",)
+_RESERVED = {"trial", "task", "seed", "cell", *OUTCOME_COLUMNS, *_OPTIONAL_TEXT, *_OPTIONAL_NUMBERS, "otdd_reduction"}
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """One study read back from storage.
+
+    Attributes:
+        name: the study name.
+        trials: one row per kept COMPLETE trial (see :func:`load_trials` for the columns).
+        summary: ``state, count`` rows: kept COMPLETE trials, DUPLICATE complete trials of a cell
+            already seen, and every other state (FAIL, RUNNING, WAITING, PRUNED).
+        factors: the factor paths, in the study's order.
+        spec: the study's spec (``{}`` when none was recorded).
+        curves: long frame ``trial, task, seed, <factors>, step, otdd`` of each kept trial's
+            ``otdd_curve`` (step 0 is before alignment).
+        failures: ``trial, task, seed, error`` for every FAIL trial.
+        artifact_dir: the study's artifact directory, or None.
+        study: the loaded :class:`optuna.Study` (for artifacts and notes).
+    """
+
+    name: str
+    trials: pd.DataFrame
+    summary: pd.DataFrame
+    factors: tuple[str, ...]
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    failures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    artifact_dir: str | None = None
+    study: optuna.Study | None = None
+
+
+def _describe(storage: str | BaseStorage) -> str:
+    return storage if isinstance(storage, str) else type(storage).__name__
+
+
+_JOURNAL_SUFFIXES = (".log", ".jsonl")
+
+
+def _journal_file(url: str) -> str | None:
+    # The project's CLI names journal files `journal:///abs/path.log`, `journal:rel/path.log` or a
+    # plain path ending in .log/.jsonl; Optuna itself takes only the storage object for them.
+    if url.startswith("journal:"):
+        rest = url[len("journal:"):]
+        return rest[2:] if rest.startswith("//") else rest
+    if "://" not in url and url.endswith(_JOURNAL_SUFFIXES):
+        return url
+    return None
+
+
+def _resolve(storage: str | BaseStorage, study_name: str) -> str | BaseStorage:
+    if not isinstance(storage, str):
+        return storage
+    journal = _journal_file(storage)
+    if journal is not None:
+        if not journal or not os.path.isfile(journal):
+            raise AnalysisError(f"no study {study_name!r}: the journal file {journal!r} of storage {storage!r} "
+                                "does not exist")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(journal))
+    if storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///"):]
+        # Optuna would create an empty database for a mistyped path; refuse instead.
+        if path and path != ":memory:" and not os.path.exists(path):
+            raise AnalysisError(f"no study {study_name!r}: the SQLite file {path!r} of storage {storage!r} "
+                                "does not exist")
+    return storage
+
+
+def _open_study(storage: str | BaseStorage, study_name: str) -> optuna.Study:
+    where = _describe(storage)
+    journal = _journal_file(storage) if isinstance(storage, str) else None
+    hint = f"list the studies with `optuna studies --storage {journal or where}`"
+    resolved = _resolve(storage, study_name)
+    try:
+        return optuna.load_study(study_name=study_name, storage=resolved)
+    except KeyError:
+        try:
+            names = optuna.study.get_all_study_names(resolved)
+        except (optuna.exceptions.OptunaError, OSError, ValueError):  # the list is only a hint
+            names = []
+        known = f"; studies there: {sorted(names)}" if names else "; that storage holds no studies"
+        raise AnalysisError(f"no study {study_name!r} in storage {where!r}{known}; {hint}") from None
+
+
+def _number(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _key(trial: FrozenTrial, factors: Sequence[str]) -> str:
+    cell = trial.user_attrs.get("cell")
+    if cell is not None:
+        # With trials_per_cell > 1 a cell has several slots, each meant to complete once.
+        return f"cell:{cell}#{trial.user_attrs.get('slot', 0)}"
+    params = trial.params
+    return "params:" + repr((params.get("task"), params.get("seed"), tuple(repr(params.get(f)) for f in factors)))
+
+
+def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
+    """Return the study ``study_name`` read from ``storage``.
+
+    ``storage`` is an Optuna storage object or URL (``sqlite:///FILE.db``, ``postgresql://...``),
+    or a journal file as the CLI names it (``journal:///PATH.log``, or a path ending in ``.log``).
+
+    COMPLETE trials become rows of ``.trials``; a COMPLETE trial whose cell (user attrs ``cell`` and
+    ``slot``, or else its task, seed and factor params) was already seen is a duplicate: the first is
+    kept, the rest are counted in ``.summary``. ``direction`` comes from the trials' user attrs, else
+    from the spec. A missing study, or one without a COMPLETE trial, raises
+    :class:`AnalysisError`.
+    """
+    study = _open_study(storage, study_name)
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    recorded = attrs.get("factors")
+    if recorded:
+        factors = tuple(str(f) for f in recorded)
+    else:
+        seen: dict[str, None] = {}
+        for t in trials:
+            for p in t.params:
+                if p not in ("task", "seed"):
+                    seen.setdefault(p, None)
+        factors = tuple(seen)
+    counts: Counter[str] = Counter()
+    rows: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    for t in sorted(trials, key=lambda tr: tr.number):
+        if t.state != TrialState.COMPLETE:
+            counts[t.state.name] += 1
+            if t.state == TrialState.FAIL:
+                failures.append({"trial": t.number, "task": t.params.get("task"), "seed": t.params.get("seed"),
+                                 "error": str(t.user_attrs.get("error", ""))})
+            continue
+        key = _key(t, factors)
+        if key in keys:
+            counts["DUPLICATE"] += 1
+            continue
+        keys.add(key)
+        counts["COMPLETE"] += 1
+        ua = t.user_attrs
+        row: dict[str, Any] = {"trial": t.number, "task": t.params.get("task", ua.get("task")),
+                               "seed": t.params.get("seed", ua.get("seed"))}
+        for f in factors:
+            row[f] = t.params.get(f)
+        for name in _OPTIONAL_TEXT:
+            if name in ua:
+                row[name] = ua[name]
+        row["otdd_before"] = _number(ua.get("otdd_before"))
+        row["otdd_after"] = _number(ua.get("otdd_after"))
+        row["val_score"] = _number(ua.get("val_score"))
+        row["test_score"] = _number(ua.get("test_score"))
+        row["value"] = _number(t.value if t.values is None or len(t.values) == 1 else t.values[0])
+        row["seconds"] = _number(ua.get("seconds"))
+        for name in _OPTIONAL_NUMBERS:
+            if name in ua:
+                row[name] = _number(ua[name])
+        rows.append(row)
+        curve = ua.get("otdd_curve")
+        if isinstance(curve, (list, tuple)):
+            base = {"trial": t.number, "task": row["task"], "seed": row["seed"], **{f: row[f] for f in factors}}
+            curves.extend({**base, "step": i, "otdd": _number(v)} for i, v in enumerate(curve))
+    if not rows:
+        states = dict(counts) or "no trials at all"
+        raise AnalysisError(f"study {study_name!r} in storage {_describe(storage)!r} has no COMPLETE trial "
+                            f"({states}); run it first (`orca-ablate run`), or check the name: list the studies "
+                            f"with `optuna studies --storage {_describe(storage)}`")
+    frame = _trials_frame(rows, factors)
+    spec = dict(attrs.get("spec") or {})
+    if "direction" not in frame.columns and spec.get("direction") in ("maximize", "minimize"):
+        frame.insert(frame.columns.get_loc("otdd_before"), "direction", spec["direction"])
+    frame.attrs["spec"] = spec
+    order = ["COMPLETE", "DUPLICATE", "FAIL", "RUNNING", "WAITING", "PRUNED"]
+    summary = pd.DataFrame({"state": order, "count": [counts.get(s, 0) for s in order]})
+    curve_cols = ["trial", "task", "seed", *factors, "step", "otdd"]
+    artifact_dir = attrs.get("artifact_dir")
+    return StudyData(
+        name=study_name,
+        trials=frame,
+        summary=summary,
+        factors=factors,
+        spec=spec,
+        curves=pd.DataFrame(curves, columns=curve_cols),
+        failures=pd.DataFrame(failures, columns=["trial", "task", "seed", "error"]),
+        artifact_dir=str(artifact_dir) if artifact_dir else None,
+        study=study,
+    )
+
+
+def _trials_frame(rows: list[dict[str, Any]], factors: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    present_text = [c for c in _OPTIONAL_TEXT if c in frame.columns]
+    present_num = [c for c in _OPTIONAL_NUMBERS if c in frame.columns]
+    columns = ["trial", "task", "seed", *factors, *present_text, *OUTCOME_COLUMNS, *present_num]
+    frame = frame.reindex(columns=columns)
+    frame["task"] = frame["task"].astype(str)
+    frame["trial"] = frame["trial"].astype(int)
+    frame.attrs["factors"] = list(factors)
+    return frame
+
+
+def load_trials(storage: str | BaseStorage, study_name: str) -> pd.DataFrame:
+    """Return one tidy row per kept COMPLETE trial of ``study_name``.
+
+    Columns: ``trial, task, seed``, one column per factor (named by its path), ``modality``,
+    ``metric`` and ``direction`` when recorded, then ``otdd_before, otdd_after, val_score,
+    test_score, value, seconds`` (NaN where missing). ``frame.attrs["factors"]`` lists the factors.
+    Failed, running and duplicate trials are left out; :func:`load_study` counts them.
+    """
+    return load_study(storage, study_name).trials
+
+
+def factor_columns(df: pd.DataFrame) -> list[str]:
+    """Return the factor columns of a trials frame: ``df.attrs["factors"]``, else every non-reserved column."""
+    recorded = df.attrs.get("factors")
+    if recorded:
+        return [f for f in recorded if f in df.columns]
+    return [c for c in df.columns if c not in _RESERVED]

@@ -1,0 +1,35 @@
+"""``orca-ablate report``: test the paper's claims on a study and write report.md/.html, tests.csv and figures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "Analyse a study: claim verdicts, statistics and figures as report.md / report.html / tests.csv."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the report options to ``parser``."""
+    parser.add_argument("--storage", default="sqlite:///orca-ablate.db",
+                        help="Optuna storage URL or journal file (journal:///PATH.log); "
+                             "default: sqlite:///orca-ablate.db")
+    parser.add_argument("--study-name", "--study", dest="study_name", required=True, help="the study to analyse")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output directory (default: reports/<study-name>)")
+    parser.add_argument("--random-state", type=int, default=0,
+                        help="seed of every bootstrap and permutation (default: 0; recorded in the report)")
+    parser.add_argument("--n-resamples", type=int, default=9999,
+                        help="bootstrap and permutation resamples (default: 9999)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report of ``args.study_name`` and print the path of report.md; return 0."""
+    import analysis  # lazily: pandas, scipy and matplotlib stay out of `orca-ablate --help`
+
+    if args.n_resamples < 1:
+        raise analysis.AnalysisError(f"--n-resamples must be at least 1, got {args.n_resamples}")
+    out = args.out if args.out is not None else os.path.join("reports", args.study_name)
+    path = analysis.write_report(args.storage, args.study_name, out, random_state=args.random_state,
+                                 n_resamples=args.n_resamples)
+    print(path)
+    return 0

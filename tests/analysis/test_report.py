@@ -1,0 +1,111 @@
+"""The report: files, order of sections, robustness to thin studies, artifacts, and the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from analysis_synthetic import build_study
+from optuna.artifacts import get_all_artifact_meta
+
+from analysis import COLUMNS, NOT_ENOUGH_DATA, write_report
+from studies.cli import main
+
+FACTORS = {"embedder.proxy": ["cifar", "fake"], "embedder.epochs": [0, 5, 20], "finetune.freeze": ["none", "body"]}
+
+
+def score(task: str, seed: int, cell: dict, rng: object) -> float:
+    return 0.8 - (0.2 if cell["finetune.freeze"] == "body" else 0.0) + 0.01 * seed
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("failing")
+    url = build_study(root, "s", factors=FACTORS, tasks=("ecg", "digits"), seeds=(0, 1, 2), score=score, n_fail=2,
+                      n_duplicates=1, artifact_dir=str(root / "artifacts"))
+    return url, root
+
+
+@pytest.fixture(scope="module")
+def report(failing: tuple[str, Path]) -> Path:
+    url, root = failing
+    return write_report(url, "s", root / "report", random_state=7, n_resamples=199)
+
+
+def test_report_files(report: Path) -> None:
+    out = report.parent
+    assert report.name == "report.md"
+    for name in ("report.html", "tests.csv", "otdd_vs_score.png", "otdd_curves.png", "status.png",
+                 "factor_embedder_proxy.png", "factor_finetune_freeze.png"):
+        assert (out / name).stat().st_size > 0, name
+    tests = pd.read_csv(out / "tests.csv", keep_default_na=False, dtype=str)
+    assert tuple(tests.columns) == COLUMNS
+    assert {"claim", "correlation", "anova", "mixedlm", "contrast", "power"} <= set(tests["test"])
+
+
+def test_report_opens_with_verdicts_then_evidence_then_design(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    heads = [text.index(h) for h in ("paper's claims", "## Evidence", "## Design", "## Reproducibility")]
+    assert heads == sorted(heads)
+    assert re.search(r"\*\*Claim 5 — supported\.\*\*", text)
+    assert "random_state = 7" in text and "random_state: 7" in text
+    assert "Failed trials (2" in text and "DUPLICATE" in text
+
+
+def test_html_is_self_contained(report: Path) -> None:
+    html = (report.parent / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r"<img [^>]*src='([^']+)'", html)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "<table>" in html and "Claim 1" in html
+
+
+def test_report_is_uploaded_and_noted(failing: tuple[str, Path], report: Path) -> None:
+    url, root = failing
+    study = optuna.load_study(study_name="s", storage=url)
+    names = {meta.filename for meta in get_all_artifact_meta(study)}
+    assert {"report.html", "report.md", "tests.csv"} <= names
+    notes = [v for k, v in study._storage.get_study_system_attrs(study._study_id).items() if "note_str" in k]
+    assert notes and "/artifacts/" in "".join(notes)
+    assert len(list((root / "artifacts").iterdir())) >= 3
+
+
+def test_tests_csv_is_reproducible(failing: tuple[str, Path], report: Path, tmp_path: Path) -> None:
+    url, _ = failing
+    again = write_report(url, "s", tmp_path / "again", random_state=7, n_resamples=199)
+    first = pd.read_csv(report.parent / "tests.csv")
+    pd.testing.assert_frame_equal(first, pd.read_csv(again.parent / "tests.csv"))
+
+
+@pytest.mark.parametrize(("tasks", "seeds"), [(("ecg",), (0, 1, 2)), (("ecg", "digits"), (0,))])
+def test_thin_studies_render_with_notes(tmp_path: Path, tasks: tuple[str, ...], seeds: tuple[int, ...]) -> None:
+    url = build_study(tmp_path, "thin", factors={"embedder.proxy": ["cifar", "fake"]}, tasks=tasks, seeds=seeds,
+                      n_fail=1)
+    path = write_report(url, "thin", tmp_path / "out", n_resamples=99)
+    tests = pd.read_csv(path.parent / "tests.csv", keep_default_na=False, dtype=str)
+    assert tests["note"].str.contains(NOT_ENOUGH_DATA).any()
+    assert (path.parent / "report.html").exists()
+
+
+def test_cli_writes_the_report_and_prints_its_path(failing: tuple[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = failing
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", url, "--study", "s", "--n-resamples", "99"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert Path(printed) == Path("reports") / "s" / "report.md" and (tmp_path / printed).exists()
+    out = tmp_path / "elsewhere"
+    assert main(["report", "--storage", url, "--study-name", "s", "--out", str(out), "--random-state", "3",
+                 "--n-resamples", "99"]) == 0
+    assert "random_state = 3" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_cli_missing_study_is_exit_2_with_a_message(failing: tuple[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = failing
+    assert main(["report", "--storage", url, "--study", "nope", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "orca-ablate report: error: no study 'nope'" in err and "['s']" in err
