@@ -1,6 +1,14 @@
-"""orca-ablate's ML pipeline: one ORCA trial from a config, with no Optuna in it."""
+"""orca-ablate's ML pipeline: one ORCA trial from a config, with no Optuna in it.
+
+Config and error types import eagerly (they need only the standard library and
+PyYAML); ``run_trial`` and ``validate_config`` import torch on first use (PEP 562),
+so that processes which only validate specs or read storage stay light.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .config import (
     BodyConfig,
@@ -13,7 +21,11 @@ from .config import (
 )
 from .errors import ConfigError, DataError, OrcaAblateError, TrialFailure
 from .result import TrialResult
-from .trial import run_trial, validate_config
+
+if TYPE_CHECKING:
+    from .trial import run_trial, validate_config
+
+_LAZY: dict[str, str] = {"run_trial": ".trial", "validate_config": ".trial"}
 
 __all__ = [
     "BodyConfig",
@@ -31,3 +43,14 @@ __all__ = [
     "run_trial",
     "validate_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

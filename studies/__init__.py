@@ -1,5 +1,55 @@
-"""orca-ablate's study layer: YAML specs of ablation factors run as Optuna studies."""
+"""orca-ablate's study layer: YAML specs of ablation factors run as Optuna studies.
+
+Public names are imported on first use (PEP 562), so that ``import studies.cli``
+and ``orca-ablate --help`` do not import Optuna.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._cells import Cell, cell_key, expand_cells, param_distributions
+    from ._engine import FailedCell, StudyReport, WorkerError, run_study
+    from ._spec import Factor, SearchDimension, SpecError, StudySpec, load_spec, shipped_specs
+    from ._status import CellStatus, StudyStatus, study_status
+    from ._storage import DEFAULT_STORAGE, StorageError, open_storage
+    from ._trials import DEFAULT_GRACE_PERIOD
+
+_EXPORTS: dict[str, str] = {
+    "Cell": "._cells",
+    "cell_key": "._cells",
+    "expand_cells": "._cells",
+    "param_distributions": "._cells",
+    "FailedCell": "._engine",
+    "StudyReport": "._engine",
+    "WorkerError": "._engine",
+    "run_study": "._engine",
+    "Factor": "._spec",
+    "SearchDimension": "._spec",
+    "SpecError": "._spec",
+    "StudySpec": "._spec",
+    "load_spec": "._spec",
+    "shipped_specs": "._spec",
+    "CellStatus": "._status",
+    "StudyStatus": "._status",
+    "study_status": "._status",
+    "DEFAULT_STORAGE": "._storage",
+    "StorageError": "._storage",
+    "open_storage": "._storage",
+    "DEFAULT_GRACE_PERIOD": "._trials",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'studies' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -63,3 +63,19 @@ def test_paths_cover_every_section() -> None:
     for p in ("task", "seed", "device", "data.val_fraction", "body.layers", "embedder.init", "finetune.freeze"):
         assert p in paths
     assert TrialConfig().get("finetune.freeze") == "none"
+
+
+def test_public_names_resolve() -> None:
+    import harness
+
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None, name
+
+
+def test_importing_harness_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, harness; harness.TrialConfig(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,96 @@
+"""Cells: the (task, factor levels, seed) points of a spec's grid, each a TrialConfig.
+
+The engine computes the cell list itself (no GridSampler, see DESIGN.md) and
+finds what is done by reading each trial's ``cell`` user attr. A cell's key is
+canonical JSON of its task, factor levels and seed, so it is stable across runs,
+processes and spec edits that only add levels. With ``search:``, a cell holds
+``trials_per_cell`` slots, each of which ends COMPLETE once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.config import TrialConfig
+
+from ._spec import Scalar, StudySpec
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+__all__ = ["Cell", "cell_key", "expand_cells", "param_distributions"]
+
+
+def cell_key(task: str, levels: Mapping[str, Scalar], seed: int) -> str:
+    """Return the stable key of a cell: canonical JSON of task, factor levels and seed."""
+    return json.dumps({"task": task, **levels, "seed": seed}, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a task, one level per factor, a seed and (with search) a slot."""
+
+    task: str
+    levels: tuple[tuple[str, Scalar], ...]
+    """(factor path, level) in spec order."""
+    seed: int
+    slot: int = 0
+    """Index of the search trial within the cell; always 0 without ``search:``."""
+
+    @property
+    def key(self) -> str:
+        """Return the cell key (task, factors and seed; the ``cell`` user attr)."""
+        return cell_key(self.task, dict(self.levels), self.seed)
+
+    @property
+    def ident(self) -> tuple[str, int]:
+        """Return (key, slot): what must end COMPLETE exactly once."""
+        return self.key, self.slot
+
+    def params(self) -> dict[str, Scalar]:
+        """Return the trial params: task, every factor path as written in the spec, and seed."""
+        return {"task": self.task, **dict(self.levels), "seed": self.seed}
+
+    def config(self, spec: StudySpec, search_params: Mapping[str, Any] | None = None) -> TrialConfig:
+        """Return the cell's TrialConfig: defaults, then base, factor levels, task, seed, searched values."""
+        return spec.base_config().override({**dict(self.levels), "task": self.task, "seed": self.seed,
+                                            **(search_params or {})})
+
+    def label(self) -> str:
+        """Return a short human-readable name: ``digits embedder.epochs=2 seed=0``."""
+        parts = [self.task] + [f"{p}={_show(v)}" for p, v in self.levels] + [f"seed={self.seed}"]
+        return " ".join(parts) + (f" #{self.slot}" if self.slot else "")
+
+
+def expand_cells(spec: StudySpec) -> list[Cell]:
+    """Return every cell of a spec: seed-major (all cells of seed 0 first), then task, then factors."""
+    paths = spec.factor_paths
+    cells = []
+    for seed in spec.seeds:
+        for task in spec.tasks:
+            for combo in itertools.product(*(f.levels for f in spec.factors)):
+                levels = tuple(zip(paths, combo))
+                for slot in range(spec.trials_per_cell):
+                    cells.append(Cell(task, levels, seed, slot))
+    return cells
+
+
+def param_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """Return the distribution of every trial param: categorical over declared tasks, levels, seeds."""
+    from optuna.distributions import CategoricalDistribution
+
+    out: dict[str, BaseDistribution] = {"task": CategoricalDistribution(spec.tasks)}
+    for factor in spec.factors:
+        out[factor.path] = CategoricalDistribution(factor.levels)
+    out["seed"] = CategoricalDistribution(spec.seeds)
+    for dim in spec.search:
+        out[dim.path] = dim.distribution()
+    return out
+
+
+def _show(value: Scalar) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value

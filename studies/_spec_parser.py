@@ -1,0 +1,293 @@
+"""Validation of study specs: a parsed YAML mapping -> StudySpec, or SpecError naming the path and the fix."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.config import TrialConfig, config_paths
+from harness.errors import ConfigError
+
+from ._spec import DIRECTIONS, METRICS, SAMPLERS, Factor, SearchDimension, SpecError, StudySpec, Validator
+
+__all__ = ["SpecParser"]
+
+_KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "direction",
+         "search", "trials_per_cell", "sampler")
+_DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
+_OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PATHS = config_paths()
+_SECTIONS = {p.split(".")[0] for p in _PATHS if "." in p}
+
+
+class SpecParser:
+    """Turns a parsed YAML mapping into a StudySpec, one key at a time."""
+
+    def __init__(self, source: str, validator: Validator | None) -> None:
+        self.source = source
+        self.validator = validator
+
+    def fail(self, where: str, message: str) -> SpecError:
+        return SpecError(f"{self.source}: {where}: {message}")
+
+    def parse(self, data: Any, overrides: Mapping[str, Any]) -> StudySpec:
+        if not isinstance(data, Mapping):
+            got = "an empty file" if data is None else type(data).__name__
+            raise SpecError(f"{self.source}: expected a mapping with keys name, tasks, seeds, factors, base; "
+                            f"got {got}")
+        for key in data:
+            if key not in _KEYS:
+                hint = difflib.get_close_matches(str(key), _KEYS, n=1)
+                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_KEYS)}"
+                raise self.fail(str(key), f"unknown spec key; {fix}")
+        for key in ("name", "tasks", "seeds"):
+            if key not in data:
+                raise self.fail(key, f"missing; a spec needs {key}: ({_EXAMPLES[key]})")
+        name = self.name(data["name"])
+        description = data.get("description", "") or ""
+        if not isinstance(description, str):
+            raise self.fail("description", f"expected a string, got {type(description).__name__}")
+        tasks = self.tasks(data["tasks"])
+        seeds = self.seeds(data["seeds"])
+        factors = self.factors(data.get("factors") or {})
+        base = self.base(data.get("base") or {}, overrides, factors)
+        metric = self.choice("metric", data.get("metric", "test_score"), list(METRICS))
+        direction = self.choice("direction", data.get("direction", "maximize"), list(DIRECTIONS))
+        search = self.search(data.get("search") or {}, factors, base)
+        sampler = self.choice("sampler", data.get("sampler", "tpe"), list(SAMPLERS))
+        trials = data.get("trials_per_cell", 1)
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise self.fail("trials_per_cell", f"expected a positive integer, got {trials!r}")
+        if search and metric != "val_score":
+            raise self.fail("metric", f"a spec with search: must optimise val_score, not {metric}: tuning "
+                            "hyperparameters on the test split selects them on the data that should judge "
+                            "them; set metric: val_score (test_score is still recorded on every trial)")
+        if not search and trials > 1:
+            raise self.fail("trials_per_cell", f"{trials} trials of a cell without search: would repeat one "
+                            "configuration; add search: dimensions, or add seeds for repetitions")
+        if not search and "sampler" in data:
+            raise self.fail("sampler", "a sampler tunes search: dimensions; this spec has none")
+        spec = StudySpec(name=name, tasks=tasks, seeds=seeds, factors=factors, base=base, metric=metric,
+                         direction=direction, search=search, trials_per_cell=trials, sampler=sampler,
+                         description=description)
+        if self.validator is not None:
+            self.check_names(spec)
+        return spec
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def name(self, value: Any) -> str:
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise self.fail("name", f"expected a study name of letters, digits, '.', '_' or '-' "
+                            f"(e.g. embedder-epochs), got {value!r}")
+        return value
+
+    def tasks(self, value: Any) -> tuple[str, ...]:
+        items = self.listing("tasks", value, _EXAMPLES["tasks"])
+        for i, task in enumerate(items):
+            if not isinstance(task, str) or not task:
+                raise self.fail(f"tasks[{i}]", f"expected a task name such as digits or \"ucr:ECG200\", got {task!r}")
+        self.unique("tasks", items)
+        return tuple(items)
+
+    def seeds(self, value: Any) -> tuple[int, ...]:
+        items = self.listing("seeds", value, _EXAMPLES["seeds"])
+        for i, seed in enumerate(items):
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise self.fail(f"seeds[{i}]", f"expected a non-negative integer, got {seed!r}")
+        self.unique("seeds", items)
+        return tuple(items)
+
+    def factors(self, value: Any) -> tuple[Factor, ...]:
+        out = []
+        for path, levels in self.flat("factors", value).items():
+            where = f"factors.{path}"
+            self.settable("factors", path)
+            items = self.listing(where, levels, "a list of levels, e.g. [0, 2, 8]")
+            coerced = tuple(self.coerce(f"{where}[{i}]", path, v) for i, v in enumerate(items))
+            self.unique(where, list(coerced))
+            out.append(Factor(path, coerced))
+        return tuple(out)
+
+    def base(self, value: Any, overrides: Mapping[str, Any], factors: Sequence[Factor]) -> dict[str, Any]:
+        entries = [("base", self.flat("base", value)), ("--set", dict(overrides))]
+        factor_paths = {f.path for f in factors}
+        out: dict[str, Any] = {}
+        for prefix, flat in entries:
+            for path, raw in flat.items():
+                where = f"{prefix}.{path}" if prefix == "base" else f"--set {path}"
+                self.settable(prefix, path)
+                if path in factor_paths:
+                    raise self.fail(where, f"{path} is a factor of this spec; a path is either a factor "
+                                    "(varied) or in base (fixed), not both")
+                out[path] = self.coerce(where, path, raw, scalar_only=False)
+        return out
+
+    def search(self, value: Any, factors: Sequence[Factor], base: Mapping[str, Any]) -> tuple[SearchDimension, ...]:
+        out = []
+        taken = {f.path: "factors" for f in factors} | {p: "base" for p in base}
+        for path, dim in self.flat("search", value).items():
+            where = f"search.{path}"
+            self.settable("search", path)
+            if path in taken:
+                raise self.fail(where, f"{path} is also in {taken[path]}; a path is searched, varied or "
+                                "fixed, only one of these")
+            out.append(self.dimension(where, path, dim))
+        return tuple(out)
+
+    def dimension(self, where: str, path: str, dim: Any) -> SearchDimension:
+        example = "{low: 1.0e-4, high: 1.0e-2, log: true} or {choices: [16, 32]}"
+        if not isinstance(dim, Mapping):
+            raise self.fail(where, f"expected a mapping such as {example}, got {dim!r}")
+        for key in dim:
+            if key not in _DIMENSION_KEYS:
+                hint = difflib.get_close_matches(str(key), _DIMENSION_KEYS, n=1)
+                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_DIMENSION_KEYS)}"
+                raise self.fail(f"{where}.{key}", f"unknown search key; {fix}")
+        kind = _path_type(path)
+        if "choices" in dim:
+            if set(dim) != {"choices"}:
+                raise self.fail(where, "give either choices or a range (low, high, log, step), not both")
+            items = self.listing(f"{where}.choices", dim["choices"], "a list such as [16, 32, 64]")
+            choices = tuple(self.coerce(f"{where}.choices[{i}]", path, v) for i, v in enumerate(items))
+            self.unique(f"{where}.choices", list(choices))
+            return SearchDimension(path, choices=choices)
+        if kind not in (int, float):
+            raise self.fail(where, f"{path} holds a {kind.__name__}; search it with choices: [...]")
+        for key in ("low", "high"):
+            if key not in dim:
+                raise self.fail(where, f"missing {key}; a range needs low and high, e.g. {example}")
+        low = self.coerce(f"{where}.low", path, dim["low"])
+        high = self.coerce(f"{where}.high", path, dim["high"])
+        if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+            raise self.fail(where, f"low and high must be numbers, got {low!r} and {high!r}")
+        if not low < high:
+            raise self.fail(where, f"low ({low}) must be below high ({high})")
+        log = dim.get("log", False)
+        if not isinstance(log, bool):
+            raise self.fail(f"{where}.log", f"expected true or false, got {log!r}")
+        step = dim.get("step")
+        if step is not None:
+            step = self.coerce(f"{where}.step", path, step)
+            if not isinstance(step, (int, float)) or step <= 0:
+                raise self.fail(f"{where}.step", f"expected a positive number, got {step!r}")
+            if log:
+                raise self.fail(where, "log and step cannot be combined (Optuna samples a log range continuously)")
+        if log and low <= 0:
+            raise self.fail(f"{where}.low", f"a log range needs low > 0, got {low}")
+        return SearchDimension(path, low=low, high=high, log=log, step=step, integer=kind is int)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def choice(self, where: str, value: Any, choices: list[str]) -> str:
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), choices, n=1)
+            fix = f"; did you mean {hint[0]}?" if hint else ""
+            raise self.fail(where, f"expected one of {choices}, got {value!r}{fix}")
+        return str(value)
+
+    def listing(self, where: str, value: Any, example: str) -> list[Any]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise self.fail(where, f"expected a list, got {value!r}; write {example}")
+        if not value:
+            raise self.fail(where, f"is empty; write {example}")
+        return list(value)
+
+    def unique(self, where: str, items: list[Any]) -> None:
+        seen: list[Any] = []
+        for item in items:
+            # 1 == 1.0 == True in Python; compare with the type so that [1, true] are two levels.
+            if any(item == s and type(item) is type(s) for s in seen):
+                raise self.fail(where, f"duplicate value {item!r}; list each value once")
+            seen.append(item)
+
+    def flat(self, where: str, value: Any, prefix: str = "") -> dict[str, Any]:
+        """Return dotted path -> value; nested section mappings (``embedder: {epochs: [..]}``) are flattened."""
+        if not isinstance(value, Mapping):
+            raise self.fail(where + (f".{prefix.rstrip('.')}" if prefix else ""),
+                            f"expected a mapping of config paths, got {value!r}")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise self.fail(where, f"keys must be config paths (strings), got {key!r}")
+            path = prefix + key
+            if isinstance(item, Mapping) and path in _SECTIONS:
+                out.update(self.flat(where, item, path + "."))
+            else:
+                out[path] = item
+        return out
+
+    def settable(self, where: str, path: str) -> None:
+        label = f"{where}.{path}" if where != "--set" else f"--set {path}"
+        if path in _OWN_FACTORS:
+            raise self.fail(label, f"the {path} is a factor of its own; list values under "
+                            f"{_OWN_FACTORS[path]}: at the top of the spec")
+        if path not in _PATHS:
+            try:
+                TrialConfig().get(path)
+            except ConfigError as exc:  # harness words it: "unknown config path; did you mean ...?"
+                raise self.fail(label, _strip_path(str(exc), path)) from None
+
+    def coerce(self, where: str, path: str, value: Any, scalar_only: bool = True) -> Any:
+        if scalar_only and not (value is None or isinstance(value, (str, int, float, bool))):
+            raise self.fail(where, f"expected a plain value (string, number, bool or null), got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(where, f"expected a finite number, got {value!r}")
+        try:
+            coerced = TrialConfig().override({path: value}).get(path)
+        except ConfigError as exc:
+            message = _strip_path(str(exc), path)
+            if isinstance(value, bool) and _path_type(path) is str:
+                message += "; YAML reads yes/no/on/off/true/false as booleans, so quote the level ('no')"
+            raise self.fail(where, message) from None
+        return coerced
+
+    def check_names(self, spec: StudySpec) -> None:
+        """Run the registry validator on every task, and on every factor level and choice with each task."""
+        base = spec.base_config()
+        levels: list[tuple[str, dict[str, Any]]] = []
+        for factor in spec.factors:
+            levels += [(f"factors.{factor.path}[{i}]", {factor.path: v}) for i, v in enumerate(factor.levels)]
+        for dim in spec.search:
+            levels += [(f"search.{dim.path}.choices[{i}]", {dim.path: v}) for i, v in enumerate(dim.choices or ())]
+        for i, task in enumerate(spec.tasks):
+            self.validate(f"tasks[{i}]", base.override({"task": task}), "")
+            context = f" (with task {task})" if len(spec.tasks) > 1 else ""
+            for where, assignment in levels:
+                self.validate(where, base.override({"task": task, **assignment}), context)
+
+    def validate(self, where: str, config: TrialConfig, context: str) -> None:
+        assert self.validator is not None
+        try:
+            self.validator(config)
+        except ValueError as exc:  # ConfigError, or a registry's ValueError listing the choices
+            raise self.fail(where, f"{exc}{context}") from None
+
+
+_EXAMPLES = {
+    "name": "a study name, e.g. name: embedder-epochs",
+    "tasks": "a list, e.g. tasks: [digits, \"ucr:ItalyPowerDemand\"]",
+    "seeds": "a list, e.g. seeds: [0, 1, 2]",
+}
+
+
+def _strip_path(message: str, path: str) -> str:
+    """Return a harness ConfigError message without its leading ``path: `` (the caller re-adds a longer one)."""
+    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
+def _path_type(path: str) -> type:
+    """Return the value type of a TrialConfig path (int for ``int | None``)."""
+    obj: Any = TrialConfig
+    parts = path.split(".")
+    for part in parts[:-1]:
+        obj = typing.get_type_hints(obj)[part]
+    tp = typing.get_type_hints(obj)[parts[-1]]
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+

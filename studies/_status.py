@@ -1,0 +1,148 @@
+"""Where a study stands: each cell complete, running, failed or waiting, grouped by factor level."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._cells import Cell, expand_cells
+from ._spec import StudySpec
+from ._storage import load_study, open_storage, stored_spec
+from ._trials import DEFAULT_GRACE_PERIOD, stale_reason
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["STATES", "CellStatus", "StudyStatus", "format_table", "study_status"]
+
+STATES = ("complete", "running", "failed", "waiting")
+"""A cell is complete (a COMPLETE attempt), running (a RUNNING one), failed (its last attempt
+failed with an error) or waiting (not tried yet, or its last attempt was stale)."""
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """One cell's state, its attempts and, when failed, the last error."""
+
+    cell: Cell
+    state: str
+    attempts: int
+    errors: int
+    """Failed attempts that were not stale."""
+    value: float | None = None
+    last_error: str | None = None
+    looks_stale: bool = False
+    """RUNNING, but its owner is gone or silent: the next ``run`` re-runs it."""
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """Every cell of a study's spec with its state."""
+
+    study_name: str
+    spec: StudySpec
+    cells: tuple[CellStatus, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Return state -> number of cells."""
+        return {s: sum(c.state == s for c in self.cells) for s in STATES}
+
+    def table(self) -> str:
+        """Return the cell counts per state, one row per factor level (tasks, factors, seeds)."""
+        rows: list[list[Any]] = []
+        groups: list[tuple[str, Sequence[Any]]] = [("task", self.spec.tasks)]
+        groups += [(f.path, f.levels) for f in self.spec.factors]
+        groups += [("seed", self.spec.seeds)]
+        for path, levels in groups:
+            for level in levels:
+                members = [c for c in self.cells if _level(c.cell, path) == level
+                           and type(_level(c.cell, path)) is type(level)]
+                rows.append([path, _show(level), *(sum(c.state == s for c in members) for s in STATES),
+                             len(members)])
+        counts = self.counts()
+        rows.append(["all", "", *(counts[s] for s in STATES), len(self.cells)])
+        return format_table(["factor", "level", *STATES, "total"], rows)
+
+    def cell_table(self, states: Iterable[str] = STATES) -> str:
+        """Return one row per cell in the given states: state, attempts, value, cell, last error."""
+        wanted = set(states)
+        rows = [[c.state + (" (stale?)" if c.looks_stale else ""), c.attempts,
+                 "" if c.value is None else f"{c.value:.4g}", c.cell.label(), _clip(c.last_error or "")]
+                for c in self.cells if c.state in wanted]
+        return format_table(["state", "attempts", "value", "cell", "last error"], rows)
+
+
+def study_status(storage: str | None, study_name: str | None, *,
+                 grace_period: float = DEFAULT_GRACE_PERIOD) -> StudyStatus:
+    """Return the status of a study (the only one in the storage when ``study_name`` is None)."""
+    study = load_study(open_storage(storage, must_exist=True), study_name)
+    return status_of(study, stored_spec(study), grace_period=grace_period)
+
+
+def status_of(study: optuna.Study, spec: StudySpec, *, grace_period: float = DEFAULT_GRACE_PERIOD) -> StudyStatus:
+    """Return the status of every cell of ``spec`` from the trials of ``study``."""
+    from optuna.trial import TrialState
+
+    attempts: dict[tuple[str, int], list[Any]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        key, slot = trial.user_attrs.get("cell"), trial.user_attrs.get("slot", 0)
+        if isinstance(key, str):
+            attempts.setdefault((key, slot), []).append(trial)
+    host, now = socket.gethostname(), time.time()
+    out = []
+    for cell in expand_cells(spec):
+        trials = sorted(attempts.get(cell.ident, []), key=lambda t: t.number)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        errors = [t for t in failed if not t.user_attrs.get("stale")]
+        last_error = failed[-1].user_attrs.get("error") if failed else None
+        if done:
+            status = CellStatus(cell, "complete", len(trials), len(errors), done[0].value)
+        elif running:
+            stale = all(stale_reason(t, host=host, now=now, grace_period=grace_period) for t in running)
+            status = CellStatus(cell, "running", len(trials), len(errors), None, last_error, stale)
+        elif trials and not trials[-1].user_attrs.get("stale") and trials[-1].state == TrialState.FAIL:
+            status = CellStatus(cell, "failed", len(trials), len(errors), None, last_error)
+        else:
+            status = CellStatus(cell, "waiting", len(trials), len(errors), None, last_error)
+        out.append(status)
+    return StudyStatus(study.study_name, spec, tuple(out))
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Return a plain-text table: left-aligned text, right-aligned numbers."""
+    body = [[str(x) for x in row] for row in rows]
+    numeric = [all(_is_number(r[i]) for r in body if r[i] != "") if body else False for i in range(len(headers))]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    return "\n".join([line(list(headers)), line(["-" * w for w in widths]), *(line(r) for r in body)])
+
+
+def _level(cell: Cell, path: str) -> Any:
+    return cell.params()[path]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def _clip(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

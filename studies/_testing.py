@@ -1,0 +1,101 @@
+"""Fake trial functions for tests and benchmarks of the study engine (no torch, no data).
+
+They have ``harness.run_trial``'s signature and return a dict with TrialResult's
+fields. Worker processes import them by name (``studies._testing:fake_trial``),
+so tests select one with ``run_study(trial_fn=...)``, ``--trial-fn`` or the
+``ORCA_ABLATE_TRIAL_FN`` environment variable. Knobs come from the environment,
+which spawned workers inherit:
+
+- ``ORCA_ABLATE_FAKE_SECONDS``: seconds each trial sleeps (default 0);
+- ``ORCA_ABLATE_FAKE_EPOCHS``: fine-tuning epochs reported through ``on_epoch`` (default 3);
+- ``ORCA_ABLATE_FAKE_DIR``: a directory where ``flaky_trial`` and ``counting_trial`` keep marker files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.config import TrialConfig
+
+__all__ = ["always_failing_trial", "counting_trial", "fake_result", "fake_trial", "flaky_trial", "nan_trial"]
+
+
+def fake_result(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Return a deterministic TrialResult-shaped dict for ``config`` (scores from a hash of it)."""
+    digest = hashlib.sha256(config.to_json().encode()).digest()
+    score = 0.5 + digest[0] / 512
+    epochs = int(os.environ.get("ORCA_ABLATE_FAKE_EPOCHS", "3"))
+    curve = [round(score * (i + 1) / epochs, 6) for i in range(epochs)]
+    seconds = float(os.environ.get("ORCA_ABLATE_FAKE_SECONDS", "0"))
+    start = time.perf_counter()
+    for epoch, value in enumerate(curve, start=1):
+        if seconds:
+            time.sleep(seconds / max(1, epochs))
+        if on_epoch is not None:
+            on_epoch(epoch, value)
+    return {
+        "test_score": round(score - 0.01, 6),
+        "val_score": max(curve) if curve else score,
+        "metric": "accuracy",
+        "direction": "maximize",
+        "modality": "1d" if config.task.startswith(("ucr:", "synthetic-1d")) else "2d",
+        "otdd_before": 10.0 + digest[1] / 25.6,
+        "otdd_after": 1.0 + digest[2] / 25.6,
+        "otdd_curve": [10.0, 5.0, 1.0][: config.embedder.epochs + 1],
+        "val_curve": curve,
+        "best_epoch": epochs,
+        "seconds": {"total": time.perf_counter() - start},
+        "trainable_params": 1000,
+        "peak_mem_mb": 12.5,
+        "device": "cpu",
+        "config": config.to_dict(),
+        "versions": {"fake": "1"},
+        "details": {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS")},
+    }
+
+
+def fake_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Return :func:`fake_result` after sleeping ``ORCA_ABLATE_FAKE_SECONDS``."""
+    return fake_result(config, on_epoch)
+
+
+def flaky_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Raise on the first call for each config (marker files in ``ORCA_ABLATE_FAKE_DIR``), then succeed."""
+    marker = _marker_dir() / ("flaky-" + hashlib.sha256(config.to_json().encode()).hexdigest()[:16])
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError(f"flaky failure for {config.task} seed {config.seed}")
+    return fake_result(config, on_epoch)
+
+
+def always_failing_trial(config: TrialConfig,
+                         on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Raise for seed 1, succeed otherwise (a cell that fails on every attempt)."""
+    if config.seed == 1:
+        raise ValueError("seed 1 always fails")
+    return fake_result(config, on_epoch)
+
+
+def nan_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Return a result whose scores are NaN."""
+    return fake_result(config, on_epoch) | {"test_score": float("nan"), "val_score": float("nan")}
+
+
+def counting_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Leave one marker file per call in ``ORCA_ABLATE_FAKE_DIR`` (to count executions), then act as fake_trial."""
+    key = hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
+    (_marker_dir() / f"call-{key}-{uuid.uuid4().hex[:8]}").touch()
+    return fake_result(config, on_epoch)
+
+
+def _marker_dir() -> Path:
+    path = os.environ.get("ORCA_ABLATE_FAKE_DIR")
+    if not path:
+        raise RuntimeError("set ORCA_ABLATE_FAKE_DIR to a directory for this fake trial's marker files")
+    return Path(path)

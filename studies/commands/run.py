@@ -1,0 +1,71 @@
+"""``orca-ablate run SPEC``: create or resume the study of a spec and run every missing cell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from ._options import add_storage_arguments
+
+HELP = "create or resume the study of a spec and run every missing cell"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``run``."""
+    parser.add_argument("spec", metavar="SPEC",
+                        help="a spec file, or the name of a shipped spec (quickstart, proxy, embedder-epochs, "
+                             "freezing, pretraining)")
+    add_storage_arguments(parser)
+    parser.add_argument("--workers", type=int, default=1, metavar="K",
+                        help="local worker processes (default 1); torch threads are split between them; "
+                             "0 runs trials in this process (for debugging)")
+    parser.add_argument("--max-retries", type=int, default=1, metavar="R",
+                        help="re-run a cell whose attempt failed with an error up to R times in this run "
+                             "(default 1); stale attempts of killed runs do not count")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override or add base settings, e.g. --set finetune.epochs=1 data.max_train_samples=200")
+    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+                        help="a RUNNING attempt of another host is stale after this long without a heartbeat "
+                             "(default 600); dead processes on this host are detected at once")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    # Testing hook: run a fake trial function (module:function) instead of harness.run_trial.
+    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
+    parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print a summary; return 0 when every cell is COMPLETE, else 1."""
+    from harness.config import parse_assignments
+
+    from .._engine import run_study
+    from .._spec import load_spec
+    from .._trials import DEFAULT_GRACE_PERIOD
+
+    if args.workers < 0:
+        raise _usage(f"--workers {args.workers}: expected 0 or more")
+    if args.max_retries < 0:
+        raise _usage(f"--max-retries {args.max_retries}: expected 0 or more")
+    spec = load_spec(args.spec, parse_assignments(args.overrides))
+    # A scheduler's SIGTERM stops the run like Ctrl-C: running attempts are marked stale at once.
+    signal.signal(signal.SIGTERM, _interrupt)
+    report = run_study(
+        spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
+        max_retries=args.max_retries, trial_fn=args.trial_fn,
+        grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
+        heartbeat_interval=args.heartbeat_interval, progress=not args.no_progress,
+    )
+    print(report.summary())
+    sys.stdout.flush()
+    return report.exit_code
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _usage(message: str) -> Exception:
+    from harness.errors import ConfigError
+
+    return ConfigError(message)
