@@ -36,7 +36,7 @@ def _mmd(proxy: Proxy) -> Loss:
 
     def loss(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         xt = feats.double()
-        z = torch.cat([xs, xt])
+        z = torch.cat([xs.to(xt.device), xt])
         d2 = torch.cdist(z, z).pow(2)
         bandwidth = d2.detach().median().clamp_min(1e-12)  # median heuristic
         k = torch.exp(-d2 / bandwidth)
@@ -50,7 +50,7 @@ def _l2(proxy: Proxy) -> Loss:
 
     def loss(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         xt = feats.double()
-        return (xt.mean(0) - mu).pow(2).sum() + (xt.std(0) - sd).pow(2).sum()
+        return (xt.mean(0) - mu.to(xt.device)).pow(2).sum() + (xt.std(0) - sd.to(xt.device)).pow(2).sum()
     return loss
 
 
@@ -85,8 +85,14 @@ class AlignResult:
 def align(embedder: Embedder, x: torch.Tensor, y: torch.Tensor, proxy: Proxy, *,
           objective: str, epochs: int, lr: float,
           progress: Callable[[int, float], None] | None = None) -> AlignResult:
-    """Return the OTDD curve of training ``embedder`` on ``x`` (n, C, *S), ``y`` (n,) towards ``proxy``."""
+    """Return the OTDD curve of training ``embedder`` on ``x`` (n, C, *S), ``y`` (n,) towards ``proxy``.
+
+    Runs on the embedder's device (``x`` is moved there), in float32 with the
+    OTDD in float64 — never under autocast; the proxy's OTDD terms follow the
+    features to that device.
+    """
     check_objective(objective)
+    x = x.to(next(embedder.parameters()).device)
     measure_src = OTDDSource(proxy.x.double(), proxy.y, inner="exact", outer="emd")
     was_training = embedder.training
     embedder.eval()  # no dropout in the embedder, but keep norm statistics fixed in spirit

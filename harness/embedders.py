@@ -1,8 +1,15 @@
-"""ORCA's embedders (Conv1d / Conv2d patching + LayerNorm), the head, and the whole model."""
+"""ORCA's embedders (Conv1d / Conv2d patching + LayerNorm), the task heads, and the whole model.
+
+Heads are chosen by the task's output kind from :data:`HEADS`: ``classes`` and
+``multilabel`` mean-pool the body's tokens into a linear layer (logits for
+cross-entropy or per-label BCE); ``dense`` decodes every token back into its
+patch of the input grid and resizes the map to the target's size.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +19,8 @@ from torch import nn
 from .bodies import Body
 from .errors import ConfigError
 
-__all__ = ["ENTRIES", "Embedder", "OrcaModel", "Tokenisation", "tokenisation"]
+__all__ = ["ENTRIES", "HEADS", "DenseDecoder", "Embedder", "HeadSpec", "OrcaModel", "PooledLinear", "Tokenisation",
+           "make_head", "tokenisation"]
 
 ENTRIES = ("body", "bypass")
 """How tokens enter the body: through its embedding module, or straight into the encoder (ORCA)."""
@@ -107,19 +115,96 @@ class Embedder(nn.Module):
         return h
 
 
-class OrcaModel(nn.Module):
-    """Embedder + body + head: x (B, C, *S) -> logits (B, num_outputs)."""
+class PooledLinear(nn.Linear):
+    """Mean-pool the tokens, then a linear layer: (B, T, D) -> (B, K) logits."""
 
-    def __init__(self, embedder: Embedder, body: Body, num_outputs: int) -> None:
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Return logits (B, K) of the mean token of ``h`` (B, T, D)."""
+        return super().forward(h.mean(dim=1))
+
+
+class DenseDecoder(nn.Module):
+    """Decode the token grid into one map: (B, T, D) -> (B, L') or (B, H', W').
+
+    Each token's vector is mapped linearly to the ``patch`` (1D) or ``patch²``
+    (2D) values of the input region it was cut from; the patches are folded back
+    into the padded input grid, cropped to the input's size and, when the target
+    has another size, resized (linear / bilinear interpolation).
+    """
+
+    def __init__(self, dim: int, tok: Tokenisation, spatial: tuple[int, ...], target: tuple[int, ...]) -> None:
         super().__init__()
+        if len(target) != len(tok.grid) or len(spatial) != len(tok.grid):
+            raise ConfigError(f"a dense head maps a {len(tok.grid)}D token grid to a {len(tok.grid)}D map; the "
+                              f"targets have shape {target} (one channel per position is supported)")
+        self.tok, self.spatial, self.target = tok, tuple(spatial), tuple(target)
+        self.proj = nn.Linear(dim, tok.patch ** len(tok.grid))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Return the decoded maps (B, *target) from token states ``h`` (B, T, D)."""
+        b, p = h.shape[0], self.tok.patch
+        v = self.proj(h)
+        if len(self.tok.grid) == 1:
+            out = v.reshape(b, self.tok.grid[0] * p)[:, : self.spatial[0]]
+            mode = "linear"
+        else:
+            th, tw = self.tok.grid
+            out = v.reshape(b, th, tw, p, p).permute(0, 1, 3, 2, 4).reshape(b, th * p, tw * p)
+            out = out[:, : self.spatial[0], : self.spatial[1]]
+            mode = "bilinear"
+        if tuple(out.shape[1:]) != self.target:
+            out = F.interpolate(out.unsqueeze(1), size=self.target, mode=mode, align_corners=False).squeeze(1)
+        return out
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """What a head needs to know: body width, output count, tokenisation and the input / target shapes."""
+
+    dim: int
+    num_outputs: int
+    tok: Tokenisation
+    input_shape: tuple[int, ...]
+    """One input, ``(C, L)`` or ``(C, H, W)``."""
+    target_shape: tuple[int, ...]
+    """One target, ``()`` for a class, ``(K,)`` for labels, ``(L',)`` or ``(H', W')`` for a map."""
+
+
+HEADS: dict[str, Callable[[HeadSpec], nn.Module]] = {
+    "classes": lambda s: PooledLinear(s.dim, s.num_outputs),
+    "multilabel": lambda s: PooledLinear(s.dim, s.num_outputs),
+    "dense": lambda s: DenseDecoder(s.dim, s.tok, s.input_shape[1:], s.target_shape),
+}
+"""Task output kind -> head factory."""
+
+
+def make_head(output: str, spec: HeadSpec) -> nn.Module:
+    """Return the head for a task output kind; raise ConfigError listing the kinds when unknown."""
+    if output not in HEADS:
+        raise ConfigError(f"unknown task output {output!r}; expected one of {sorted(HEADS)}")
+    return HEADS[output](spec)
+
+
+class OrcaModel(nn.Module):
+    """Embedder + body + head: x (B, C, *S) -> head outputs, e.g. logits (B, K) or maps (B, *S').
+
+    Without ``head``, the head is a :class:`PooledLinear` with ``num_outputs`` classes.
+    """
+
+    def __init__(self, embedder: Embedder, body: Body, num_outputs: int | None = None,
+                 head: nn.Module | None = None) -> None:
+        super().__init__()
+        if head is None:
+            if num_outputs is None:
+                raise ValueError("OrcaModel needs num_outputs or a head")
+            head = PooledLinear(body.dim, num_outputs)
         self.embedder = embedder
         self.body = body.model
         self._body = body
-        self.head = nn.Linear(body.dim, num_outputs)
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return logits (B, num_outputs) from mean-pooled body outputs."""
+        """Return the head's outputs for the body's last hidden states of the embedded ``x``."""
         tokens = self.embedder(x)
         hidden = self._body.embed(tokens) if self.embedder.entry == "body" else tokens
-        out = self._body.encode(hidden)
-        return self.head(out.mean(dim=1))
+        return self.head(self._body.encode(hidden))

@@ -7,9 +7,10 @@ LayerNorms train) and ``non-attention`` (the body's attention blocks are frozen)
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,11 @@ from .embedders import OrcaModel
 from .errors import ConfigError, TrialFailure
 from .metrics import Metric
 
-__all__ = ["FREEZE_PARTS", "FinetuneResult", "OPTIMIZERS", "SCHEDULERS", "apply_freeze", "evaluate",
-           "finetune", "parse_freeze", "predict", "resolve_epochs"]
+__all__ = ["AUTOCAST", "FREEZE_PARTS", "FinetuneResult", "OPTIMIZERS", "SCHEDULERS", "apply_freeze",
+           "autocast_context", "evaluate", "finetune", "parse_freeze", "predict", "resolve_epochs", "to_device"]
+
+Decode = Callable[[torch.Tensor], torch.Tensor]
+"""Maps outputs or targets into the task's units before a metric (identity unless dense)."""
 
 
 def _is_norm(name: str) -> bool:
@@ -112,20 +116,46 @@ def resolve_epochs(cfg: FinetuneConfig, n_train: int) -> int:
     return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, -(-AUTO_STEPS // steps_per_epoch)))
 
 
+AUTOCAST: dict[str, Callable[[], AbstractContextManager[object]]] = {
+    "cuda": lambda: torch.autocast("cuda", dtype=torch.bfloat16),
+}
+"""Device type -> mixed-precision context for forward passes and losses; other devices run in float32."""
+
+
+def autocast_context(device: torch.device) -> AbstractContextManager[object]:
+    """Return the autocast context for ``device``: bf16 on CUDA, a no-op (``nullcontext``) elsewhere."""
+    make = AUTOCAST.get(device.type)
+    return make() if make is not None else contextlib.nullcontext()
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Return ``t`` on ``device``; host-to-CUDA copies go through pinned memory and do not block."""
+    if device.type == "cuda" and t.device.type == "cpu" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Return model outputs for a whole split, in eval mode: x (N, ...) -> (N, K) on CPU."""
+    """Return model outputs for a whole split, in eval mode: x (N, ...) -> (N, *out) float32 on CPU."""
     was_training = model.training
     model.eval()
-    outs = [model(x[i:i + batch_size].to(device, non_blocking=True)).float().cpu()
-            for i in range(0, len(x), batch_size)]
+    outs = []
+    for i in range(0, len(x), batch_size):
+        with autocast_context(device):
+            out = model(to_device(x[i:i + batch_size], device))
+        outs.append(out.float().cpu())
     model.train(was_training)
     return torch.cat(outs)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, metric: Metric, device: torch.device) -> float:
-    """Return the metric on the whole split (no chunk averaging)."""
-    return metric.fn(predict(model, x, device), y)
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, metric: Metric, device: torch.device,
+             decode: Decode | None = None) -> float:
+    """Return the metric on the whole split (no chunk averaging), on decoded outputs and targets."""
+    out = predict(model, x, device)
+    if decode is not None:
+        out, y = decode(out), decode(y)
+    return metric.fn(out, y)
 
 
 @dataclass(frozen=True)
@@ -138,21 +168,31 @@ class FinetuneResult:
     seconds: float
 
 
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return a detached copy of the state dict (the weights of the best epoch so far)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, *,
              cfg: FinetuneConfig, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
              metric: Metric, device: torch.device, generator: torch.Generator,
              on_epoch: Callable[[int, float], None] | None = None,
-             on_step: Callable[[], None] | None = None) -> FinetuneResult:
+             on_step: Callable[[], None] | None = None, decode: Decode | None = None) -> FinetuneResult:
     """Train in place and load the weights of the best validation epoch; return the curve.
 
-    The best epoch has the best validation metric; among equal scores, the lowest
-    validation loss.
+    x (N, C, *S), y (N, ...) on the CPU (pinned when ``device`` is CUDA);
+    batches move to ``device`` as they are drawn. The best epoch has the best
+    validation metric in the metric's direction (on ``decode``-d outputs and
+    targets); among equal scores, the lowest validation loss. Forward passes and
+    losses run under :func:`autocast_context`. The loss is checked for NaN/inf
+    after every step on the CPU and once per epoch on CUDA (no per-step sync).
     """
     groups = _param_groups(model, cfg)
     opt = OPTIMIZERS[cfg.optimizer](groups, cfg)
     steps_per_epoch = -(-len(x) // cfg.batch_size)
     epochs = resolve_epochs(cfg, len(x))
     sched = SCHEDULERS[cfg.scheduler](opt, steps_per_epoch * epochs)
+    sync_each_step = device.type != "cuda"
     curve: list[float] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, best_val, best_loss = 0, float("nan"), float("inf")
@@ -160,13 +200,16 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     model.train()
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(x), generator=generator)
+        losses: list[torch.Tensor] = []
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
-            xb, yb = x[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
-            loss = loss_fn(model(xb), yb)
-            if not torch.isfinite(loss):
-                raise TrialFailure(f"fine-tuning: the loss became {loss.item()} at epoch {epoch}; "
-                                   "lower finetune.lr / finetune.body_lr")
+            xb, yb = to_device(x[idx], device), to_device(y[idx], device)
+            with autocast_context(device):
+                loss = loss_fn(model(xb), yb)
+            if sync_each_step:
+                _check_loss(loss.detach().reshape(1), epoch)
+            else:
+                losses.append(loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -174,15 +217,27 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
                 sched.step()
             if on_step is not None:
                 on_step()
+        if losses:
+            _check_loss(torch.stack(losses), epoch)
         out = predict(model, x_val, device)
-        score, val_loss = metric.fn(out, y_val), float(loss_fn(out, y_val))
+        val_loss = float(loss_fn(out, y_val))
+        score = metric.fn(decode(out), decode(y_val)) if decode is not None else metric.fn(out, y_val)
         curve.append(score)
         # Ties are common on small validation sets: break them by the validation loss.
         if best_state is None or metric.better(score, best_val) or (score == best_val and val_loss < best_loss):
             best_epoch, best_val, best_loss = epoch, score, val_loss
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _snapshot(model)
         if on_epoch is not None:
             on_epoch(epoch, score)
     assert best_state is not None
     model.load_state_dict(best_state)
     return FinetuneResult(curve, best_epoch, best_val, time.perf_counter() - start)
+
+
+def _check_loss(losses: torch.Tensor, epoch: int) -> None:
+    """Raise TrialFailure naming the first non-finite loss of ``losses`` (steps,) and the epoch."""
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        value = float(losses[int(bad.nonzero()[0, 0])])
+        raise TrialFailure(f"fine-tuning: the loss became {value} at epoch {epoch}; "
+                           "lower finetune.lr / finetune.body_lr")

@@ -12,12 +12,16 @@ __all__ = ["TrialResult"]
 
 @dataclass(frozen=True)
 class TrialResult:
-    """Everything one ORCA trial reports; scores are fractions in [0, 1] (or the metric's unit)."""
+    """Everything one ORCA trial reports; scores are in the metric's unit (``direction`` says which way is better).
+
+    Accuracy, macro-F1, AUROC and mAP are fractions in [0, 1], higher is better;
+    relative L2 (dense tasks) is ≥ 0, lower is better.
+    """
 
     test_score: float
     """The task metric on the whole test split, for the model selected on validation."""
     val_score: float
-    """The best validation score (the selection criterion)."""
+    """The best validation score in the metric's direction (the selection criterion)."""
     metric: str
     """Name of the task metric, e.g. ``accuracy``."""
     direction: str
@@ -47,7 +51,9 @@ class TrialResult:
     versions: dict[str, str]
     """Versions of python, torch, transformers, POT and orca-ablate."""
     details: dict[str, Any] = field(default_factory=dict)
-    """Extra facts: resolved patch size and token count, proxy description, sample counts."""
+    """Extra facts: resolved patch size and token count, proxy description, sample counts, the task's
+    ``output`` kind and ``target_shape``, ``test_metrics`` (every metric defined for the output kind, on
+    the test split) and ``otdd_label_classes`` (distinct OTDD labels in the alignment sample)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-serialisable dict."""

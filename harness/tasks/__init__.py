@@ -1,16 +1,19 @@
-"""Task registry: exact names (``digits``) and prefixed families (``ucr:NAME``, ``npz:PATH``).
+"""Task registry: exact names (``digits``, ``satellite``) and prefixed families (``ucr:NAME``, ``npz:PATH``).
 
 Every task yields normalised train / validation / test tensors (validation from
-training data with a seeded split, never from test), its modality, loss and
-metric. ``load_task(name, data_config, seed)`` is the one entry point.
+training data with a seeded split or an official validation split, never from
+test), its modality, output kind, loss and metric. ``load_task(name,
+data_config, seed)`` is the one entry point.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import DataConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ._base import LoadContext, RawSplits, TaskData, TaskSpec, prepare
 from ._loaders import (
     fashion_mnist_dir,
@@ -23,14 +26,29 @@ from ._loaders import (
     load_ucr,
     ucr_sources,
 )
+from ._nasbench import (
+    NASBENCH_FILES,
+    files_present,
+    load_darcy_flow,
+    load_deepsea,
+    load_ecg,
+    load_ninapro,
+    load_satellite,
+    load_spherical,
+)
+from ._targets import OUTPUT_KINDS, get_output_kind
 
 __all__ = [
     "FAMILIES",
+    "LoadContext",
+    "NASBENCH_FILES",
+    "OUTPUT_KINDS",
     "TASKS",
     "RawSplits",
     "TaskData",
     "TaskInfo",
     "TaskSpec",
+    "get_output_kind",
     "get_task",
     "list_tasks",
     "load_task",
@@ -61,7 +79,7 @@ register_task(TaskSpec("digits", "2d", load_digits, default_tokens=4,
 register_task(TaskSpec("fashion-mnist", "2d", load_fashion_mnist, default_tokens=16,
                        description="Fashion-MNIST 28x28, 10 classes",
                        requires="Debian package dataset-fashion-mnist (or <data_dir>/fashion-mnist)",
-                       available=lambda: fashion_mnist_dir() is not None))
+                       available=lambda ctx: fashion_mnist_dir(ctx) is not None))
 register_task(TaskSpec("synthetic-1d", "1d", load_synthetic_1d, default_tokens=4,
                        description="tiny 3-class sinusoids, length 32 (for tests)"))
 register_task(TaskSpec("synthetic-2d", "2d", load_synthetic_2d, default_tokens=4,
@@ -71,6 +89,34 @@ register_family("ucr", TaskSpec("ucr", "1d", load_ucr, default_tokens=6,
                                 requires="sets bundled with aeon/sktime; more with the 'ucr' extra"))
 register_family("npz", TaskSpec("npz", "auto", load_npz, default_tokens=8,
                                 description="your own .npz: x_train, y_train, x_test, y_test [, x_val, y_val]"))
+
+
+def _nasbench_requires(task: str, pickled: bool) -> str:
+    files = " + ".join(NASBENCH_FILES[task]) if task != "ninapro" else "ninaPro/{ninapro,label}_{train,val,test}.npy"
+    where = f"NAS-Bench-360's {files} in the data dir (--data-dir or $ORCA_ABLATE_DATA)"
+    return where + ("; a pickle: also --allow-pickle" if pickled else "")
+
+
+def _register_nasbench(name: str, modality: str, load: Callable[[str, LoadContext], RawSplits], *, metric: str,
+                       description: str, tokens: int, pickled: bool, output: str = "classes",
+                       loss: str = "cross_entropy") -> None:
+    register_task(TaskSpec(name, modality, load, metric=metric, loss=loss, output=output, default_tokens=tokens,
+                           description=description, requires=_nasbench_requires(name, pickled),
+                           available=files_present(name)))
+
+
+_register_nasbench("satellite", "1d", load_satellite, metric="accuracy", tokens=8, pickled=True,
+                   description="NAS-Bench-360 Satellite: series of length 46, 24 classes")
+_register_nasbench("deepsea", "1d", load_deepsea, metric="auroc", tokens=40, pickled=False, output="multilabel",
+                   loss="bce_logits", description="NAS-Bench-360 DeepSEA: one-hot DNA 4x1000, 36 labels, mean AUROC")
+_register_nasbench("ecg", "1d", load_ecg, metric="macro_f1", tokens=40, pickled=True,
+                   description="NAS-Bench-360 ECG: windows of 1000, 4 classes, macro F1")
+_register_nasbench("spherical", "2d", load_spherical, metric="accuracy", tokens=36, pickled=True,
+                   description="NAS-Bench-360 Spherical CIFAR-100: 3x60x60, 100 classes")
+_register_nasbench("ninapro", "2d", load_ninapro, metric="accuracy", tokens=64, pickled=False,
+                   description="NAS-Bench-360 NinaPro DB5: sEMG 16x52, 18 classes")
+_register_nasbench("darcy-flow", "2d", load_darcy_flow, metric="rel_l2", tokens=64, pickled=False, output="dense",
+                   loss="mse", description="NAS-Bench-360 Darcy flow: 85x85 maps, relative L2 (lower is better)")
 
 
 def get_task(name: str) -> TaskSpec:
@@ -91,11 +137,9 @@ def load_task(name: str, data: DataConfig, seed: int) -> TaskData:
     if spec.modality == "auto":  # npz: decided by the array rank
         modality = {3: "1d", 4: "2d"}.get(raw.x_train.ndim)
         if modality is None:
-            from ..errors import DataError
             raise DataError(f"task {name!r}: x_train has shape {raw.x_train.shape}; "
                             "expected (N, C, L) for 1D or (N, C, H, W) for 2D")
-        spec = TaskSpec(spec.name, modality, spec.load, spec.metric, spec.loss, spec.output,
-                        4 if modality == "2d" else 6, spec.description)
+        spec = dataclasses.replace(spec, modality=modality, default_tokens=4 if modality == "2d" else 6)
     return prepare(spec, name, raw, seed=seed, val_fraction=data.val_fraction,
                    max_train_samples=data.max_train_samples, max_test_samples=data.max_test_samples)
 
@@ -114,7 +158,7 @@ class TaskInfo:
 def list_tasks(data_dir: str | None = None) -> list[TaskInfo]:
     """Return the tasks known here, with availability; UCR sets are listed one by one."""
     ctx = LoadContext(data_dir, False)
-    out = [TaskInfo(s.name, s.modality, s.available(), s.description, s.requires) for s in TASKS.values()]
+    out = [TaskInfo(s.name, s.modality, s.available(ctx), s.description, s.requires) for s in TASKS.values()]
     ucr = FAMILIES["ucr"]
     sets = list_ucr_sets(ctx)
     out += [TaskInfo(f"ucr:{n}", "1d", True, "UCR/UEA time series", "") for n in sets]

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         feats = embedder(task.x_train[:n]).mean(dim=1)
     t1 = time.perf_counter()
     try:
-        value = dataset_distance(proxy.x, proxy.y, feats, task.y_train[:n], inner=args.inner, outer=args.outer,
+        value = dataset_distance(proxy.x, proxy.y, feats, task.otdd_labels[:n], inner=args.inner, outer=args.outer,
                                  reg=args.reg, debiased=args.debiased)
     except ValueError as exc:  # the OTDD functions raise ValueError for bad settings and bad data
         raise ConfigError(f"--inner/--outer/--reg: {exc}") from None
