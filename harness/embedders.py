@@ -96,8 +96,10 @@ class Embedder(nn.Module):
                     self.norm.load_state_dict(emb.LayerNorm.state_dict())
                     copied.append("embeddings.LayerNorm -> norm")
                 pe = getattr(emb, "position_embeddings", None)
-                if pe is not None and self.pos is not None and pe.weight.shape[0] >= self.pos.shape[1]:
-                    self.pos.copy_(pe.weight[: self.pos.shape[1]].unsqueeze(0))
+                # BERT-like: an Embedding (positions, D); ViT-like: a Parameter (1, 1 + patches, D), CLS first
+                table = pe.weight if isinstance(pe, torch.nn.Embedding) else pe[0, 1:] if pe is not None else None
+                if table is not None and self.pos is not None and table.shape[0] >= self.pos.shape[1]:
+                    self.pos.copy_(table[: self.pos.shape[1]].unsqueeze(0))
                     copied.append("embeddings.position_embeddings -> pos")
         return copied
 

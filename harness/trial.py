@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import resource
 import time
@@ -13,15 +14,15 @@ import torch
 from .align import align, check_objective
 from .bodies import load_body
 from .config import TrialConfig
-from .embedders import ENTRIES, Embedder, OrcaModel, tokenisation
+from .embedders import ENTRIES, Embedder, HeadSpec, OrcaModel, make_head, tokenisation
 from .errors import ConfigError
-from .finetune import apply_freeze, check_finetune, evaluate, finetune, resolve_epochs
-from .metrics import get_loss, get_metric
+from .finetune import apply_freeze, check_finetune, finetune, predict, resolve_epochs
+from .metrics import get_loss, get_metric, metrics_for
 from .proxies import ProxyRequest, get_proxy, get_proxy_spec
 from .result import TrialResult
-from .tasks import get_task, load_task
+from .tasks import TaskData, get_output_kind, get_task, load_task
 
-__all__ = ["DEVICES", "resolve_device", "run_trial", "validate_config"]
+__all__ = ["DEVICES", "resolve_device", "run_trial", "stage_splits", "validate_config"]
 
 DEVICES: dict[str, Callable[[], torch.device]] = {
     "auto": lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"),
@@ -46,7 +47,10 @@ def validate_config(cfg: TrialConfig) -> None:
     Checks task, proxy, objective, init, entry, freeze mode, optimizer, scheduler
     and device without loading any data or model.
     """
-    get_task(cfg.task)
+    spec = get_task(cfg.task)
+    get_output_kind(spec.output)
+    if spec.output not in get_metric(spec.metric).outputs:
+        raise ConfigError(f"task {cfg.task!r}: metric {spec.metric!r} is not defined for {spec.output!r} outputs")
     get_proxy_spec(cfg.embedder.proxy)
     check_objective(cfg.embedder.objective)
     if cfg.embedder.init not in _INITS:
@@ -74,6 +78,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def stage_splits(task: TaskData, device: torch.device) -> TaskData:
+    """Return ``task`` with its split tensors in pinned host memory when ``device`` is CUDA (else unchanged).
+
+    Pinned once here, contiguous slices (validation and test batches) copy to the
+    GPU asynchronously; shuffled training batches are gathered and pinned per batch.
+    """
+    if device.type != "cuda":
+        return task
+    names = [f"{v}_{s}" for s in ("train", "val", "test") for v in ("x", "y")]
+    return dataclasses.replace(task, **{n: getattr(task, n).pin_memory() for n in names})
+
+
 def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -90,30 +106,37 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
     """
     validate_config(cfg)
     device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    task = load_task(cfg.task, cfg.data, cfg.seed)
+    task = stage_splits(load_task(cfg.task, cfg.data, cfg.seed), device)
     metric, loss_fn = get_metric(task.metric), get_loss(task.loss)
     body = load_body(cfg.body, cfg.seed)
+    if cfg.embedder.entry not in body.kind.entries:
+        raise ConfigError(f"embedder.entry={cfg.embedder.entry!r} does not suit a {body.modality} body "
+                          f"({body.model_type}); expected one of {list(body.kind.entries)}")
     tok = tokenisation(task.input_shape, cfg.embedder.tokens or task.default_tokens, cfg.embedder.patch)
     if tok.tokens > body.max_positions:
         raise ConfigError(f"the embedder makes {tok.tokens} tokens but the body takes at most "
                           f"{body.max_positions}; lower embedder.tokens or raise embedder.patch")
-    # The embedder's initial weights depend on the seed only, never on alignment settings.
+    # The embedder's (and head's) initial weights depend on the seed only, never on alignment settings.
     torch.manual_seed(cfg.seed)
     embedder = Embedder(task.input_shape, body.dim, tok, cfg.embedder.entry)
     copied = embedder.init_from_body(body, cfg.embedder.init == "pretrained")
+    head = make_head(task.output, HeadSpec(body.dim, task.num_classes, tok, task.input_shape, task.target_shape))
     proxy = get_proxy(ProxyRequest(cfg.embedder.proxy, cfg.embedder.proxy_samples, cfg.embedder.proxy_classes,
                                    cfg.embedder.entry, cfg.seed, body.path, cfg.body.pretrained), body)
+    # On the device from here on: the embedder aligns there, and the OTDD follows its features.
+    model = OrcaModel(embedder, body, head=head).to(device)
     t_load = time.perf_counter()
 
     n_align = min(cfg.embedder.samples, len(task.x_train))
-    al = align(embedder, task.x_train[:n_align], task.y_train[:n_align], proxy,
+    al = align(model.embedder, task.x_train[:n_align], task.otdd_labels[:n_align], proxy,
                objective=cfg.embedder.objective, epochs=cfg.embedder.epochs, lr=cfg.embedder.lr,
                progress=(lambda e, v: progress("align", e, cfg.embedder.epochs)) if progress else None)
     t_align = time.perf_counter()
 
-    model = OrcaModel(embedder, body, task.num_classes).to(device)
     trainable = apply_freeze(model, cfg.finetune.freeze)
     gen = torch.Generator().manual_seed(cfg.seed)
     epochs = resolve_epochs(cfg.finetune, len(task.x_train))
@@ -126,9 +149,12 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
             progress("finetune", done[0], steps)
 
     ft = finetune(model, task.x_train, task.y_train, task.x_val, task.y_val, cfg=cfg.finetune,
-                  loss_fn=loss_fn, metric=metric, device=device, generator=gen, on_epoch=on_epoch, on_step=step)
+                  loss_fn=loss_fn, metric=metric, device=device, generator=gen, on_epoch=on_epoch, on_step=step,
+                  decode=task.decode)
     t_ft = time.perf_counter()
-    test_score = evaluate(model, task.x_test, task.y_test, metric, device)
+    out, y_test = task.decode(predict(model, task.x_test, device)), task.decode(task.y_test)
+    test_metrics = {m.name: m.fn(out, y_test) for m in metrics_for(task.output)}
+    test_score = test_metrics[metric.name]
     t_end = time.perf_counter()
     return TrialResult(
         test_score=test_score, val_score=ft.best_val, metric=metric.name, direction=metric.direction,
@@ -141,5 +167,7 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
         details={"patch": tok.patch, "tokens": tok.tokens, "grid": list(tok.grid), "init_copied": copied,
                  "proxy": proxy.description, "proxy_size": len(proxy.y),
                  "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
-                 "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs},
+                 "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs,
+                 "output": task.output, "target_shape": list(task.target_shape), "test_metrics": test_metrics,
+                 "otdd_label_classes": int(task.otdd_labels[:n_align].unique().numel())},
     )
