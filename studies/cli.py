@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # noqa: BLE001 - user errors become one line; the rest re-raise
         if getattr(exc, "user_error", False):
             print(f"orca-ablate {args.command}: error: {exc}", file=sys.stderr)
