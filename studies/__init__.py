@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._cells import Cell, cell_key, expand_cells, param_distributions
-    from ._engine import FailedCell, StudyReport, WorkerError, run_study
+    from ._engine import WorkerError
+    from ._report import FailedCell, StudyReport
+    from ._runs import run_study, run_worker
     from ._spec import Factor, SearchDimension, SpecError, StudySpec, load_spec, shipped_specs
     from ._status import CellStatus, StudyStatus, study_status
     from ._storage import DEFAULT_STORAGE, StorageError, open_storage
@@ -22,10 +24,11 @@ _EXPORTS: dict[str, str] = {
     "cell_key": "._cells",
     "expand_cells": "._cells",
     "param_distributions": "._cells",
-    "FailedCell": "._engine",
-    "StudyReport": "._engine",
+    "FailedCell": "._report",
+    "StudyReport": "._report",
     "WorkerError": "._engine",
-    "run_study": "._engine",
+    "run_study": "._runs",
+    "run_worker": "._runs",
     "Factor": "._spec",
     "SearchDimension": "._spec",
     "SpecError": "._spec",

@@ -1,41 +1,46 @@
 """The study engine: run every cell of a spec to COMPLETE exactly once, resumably.
 
-One parent process owns the storage connection; K local worker processes run
-trial functions and send results back (``_workers``). The parent claims a cell
-by creating its RUNNING trial, refreshes the attempt's heartbeat while it runs,
-reports each fine-tuning epoch as an intermediate value, and finally writes the
-result. Before telling COMPLETE it checks that no other attempt of the cell is
-COMPLETE already (a duplicate is told FAIL with error ``duplicate``), so a cell
-ends COMPLETE exactly once even when two runs race on one study.
+One process owns the storage connection; K local worker processes run trial
+functions and send results back (``_workers``). The owner claims a cell by
+creating its RUNNING trial (``_trials.claim_next``), refreshes the attempt's
+heartbeat while it runs, reports each fine-tuning epoch as an intermediate
+value, and finally writes the result. Before telling COMPLETE it checks that no
+other attempt of the cell is COMPLETE already (a duplicate is told FAIL with
+error ``duplicate``), so a cell ends COMPLETE exactly once even when several
+runs or workers share one study. On PostgreSQL the claim and that check hold the
+study lock, so they are atomic across hosts.
+
+The same loop serves ``run`` (``_runs.run_study``: this process creates or
+extends the study) and ``worker`` (``_runs.run_worker``: it joins an existing study).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
-import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.errors import OrcaAblateError
 
 from ._cells import Cell, expand_cells, param_distributions
+from ._database import ATTEMPT_ATTR, StorageError
+from ._rdb_direct import LockLost, batched, complete_attempt, study_lock
+from ._report import FailedCell, StudyReport
 from ._spec import SAMPLERS, StudySpec
-from ._status import StudyStatus, status_of
-from ._storage import DEFAULT_STORAGE, open_storage, prepare_study
-from ._trials import DEFAULT_GRACE_PERIOD, Owner, claim, complete, fail, finite, heartbeat, mark_stale, \
-    reap_stale, result_attrs, stale_reason
-from ._workers import DEFAULT_TRIAL_FN, InlinePool, TrialFn, WorkerPool, cpu_cores
+from ._trials import Claimed, Owner, claim_next, fail, finite, heartbeat, mark_stale, reap_stale, result_attrs, \
+    stale_reason, tell_complete, trial_ident, write_result
+from ._workers import InlinePool, TrialFn, WorkerPool, cpu_cores
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
-    from optuna.trial import FrozenTrial
 
-__all__ = ["FailedCell", "StudyReport", "WorkerError", "run_study"]
+__all__ = ["HEARTBEAT_INTERVAL_S", "WorkerError"]
 
 HEARTBEAT_INTERVAL_S = 30.0
 MAX_WORKER_DEATHS = 2
@@ -49,102 +54,6 @@ class WorkerError(OrcaAblateError, RuntimeError):
     """The worker processes cannot run trials at all (e.g. the trial function does not import)."""
 
 
-@dataclass(frozen=True)
-class FailedCell:
-    """A cell that is not COMPLETE after this run's retries, with its last error."""
-
-    cell: Cell
-    error: str
-    attempts: int
-
-
-@dataclass
-class StudyReport:
-    """What a run did: cell counts, failures, timings; ``exit_code`` is 0 only when every cell is COMPLETE."""
-
-    study_name: str
-    storage: str
-    total: int
-    complete: int = 0
-    ran: int = 0
-    """Attempts this run finished (COMPLETE or FAIL)."""
-    completed_now: int = 0
-    stale: list[int] = field(default_factory=list)
-    """Trial numbers of stale attempts this run marked FAIL."""
-    failed: list[FailedCell] = field(default_factory=list)
-    seconds: float = 0.0
-    workers: int = 1
-    status: StudyStatus | None = None
-    """Every cell's state at the end of the run."""
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.complete == self.total else 1
-
-    def summary(self) -> str:
-        """Return the end-of-run summary: totals, the table by factor level, failed cells with errors."""
-        rate = f", {3600 * self.ran / self.seconds:.0f} attempts/hour" if self.ran and self.seconds else ""
-        lines = [f"study {self.study_name} in {self.storage}: {self.complete}/{self.total} cells complete; "
-                 f"this run: {self.completed_now} completed, {self.ran} attempts finished "
-                 f"{f'with {self.workers} worker(s)' if self.workers else 'in this process'} "
-                 f"in {self.seconds:.1f} s{rate}"]
-        if self.stale:
-            lines.append(f"re-ran {len(self.stale)} stale attempts of killed runs (trials {_numbers(self.stale)})")
-        if self.status is not None:
-            lines += ["", self.status.table()]
-        if self.failed:
-            lines += ["", f"{len(self.failed)} cells failed after their retries:"]
-            lines += [f"  {f.cell.label()}: {f.error} ({f.attempts} attempts)" for f in self.failed]
-            lines.append("Fix the cause and run again: finished cells are skipped, failed ones are retried.")
-        return "\n".join(lines)
-
-
-def _numbers(values: list[int]) -> str:
-    shown = ", ".join(str(v) for v in sorted(values)[:10])
-    return shown + (", ..." if len(values) > 10 else "")
-
-
-def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | None = None,
-              workers: int = 1, max_retries: int = 1, trial_fn: str | TrialFn | None = None,
-              grace_period: float = DEFAULT_GRACE_PERIOD, heartbeat_interval: float | None = None,
-              progress: bool = True, log: TextIO | None = None) -> StudyReport:
-    """Create or resume the study of ``spec`` and run its missing cells; return the report.
-
-    ``workers`` local processes run the trials (0: a thread of this process, for
-    debugging). ``trial_fn`` is ``harness.run_trial`` unless given (a callable
-    importable by worker processes, or ``"module:function"``). A cell whose attempt fails is
-    retried up to ``max_retries`` times in this run; stale attempts (a killed run's
-    RUNNING trials) are marked FAIL and re-run without counting as failures.
-    """
-    import optuna
-
-    if workers < 0:
-        raise ValueError(f"workers must be 0 (run trials in this process) or more, got {workers}")
-    if max_retries < 0:
-        raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or DEFAULT_STORAGE
-    name = study_name or spec.name
-    store = open_storage(url)
-    if name in optuna.get_all_study_names(store):
-        study = optuna.load_study(study_name=name, storage=store)
-        stale = reap_stale(store, study._study_id, study.get_trials(deepcopy=False), grace_period=grace_period)
-    else:
-        stale = []
-    study = prepare_study(store, spec, name)
-    runner = _Runner(
-        store, study, spec, workers=workers, max_retries=max_retries,
-        trial_fn=trial_fn or DEFAULT_TRIAL_FN, grace_period=grace_period,
-        heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
-        log=log or sys.stderr,
-    )
-    report = runner.run(progress=progress)
-    report.storage = url
-    report.stale = stale + report.stale
-    report.status = status_of(study, spec, grace_period=grace_period)
-    return report
-
-
 @dataclass
 class _Job:
     cell: Cell
@@ -155,11 +64,11 @@ class _Job:
 
 
 class _Runner:
-    """The parent's loop: claim cells, feed workers, record what they report."""
+    """The storage owner's loop: claim cells, feed workers, record what they report."""
 
     def __init__(self, storage: BaseStorage, study: optuna.Study, spec: StudySpec, *, workers: int,
                  max_retries: int, trial_fn: str | TrialFn, grace_period: float, heartbeat_interval: float,
-                 log: TextIO) -> None:
+                 log: TextIO, inline: bool = False, max_attempts: int | None = None, mode: str = "run") -> None:
         self.storage = storage
         self.study = study
         self.study_id = study._study_id
@@ -171,11 +80,17 @@ class _Runner:
         self.grace_period = grace_period
         self.heartbeat_interval = heartbeat_interval
         self.workers = workers
+        self.inline = inline
+        self.max_attempts = max_attempts
+        """Claim at most this many attempts, then finish them and stop (``worker --max-trials``)."""
         self.log = log
-        self.host = socket.gethostname()
-        self.report = StudyReport(study.study_name, "", len(self.cells), workers=workers)
+        self.since = datetime.now()
+        """Failed attempts finished since then (by anyone) count against ``max_retries``."""
+        self.report = StudyReport(study.study_name, "", len(self.cells), workers=0 if inline else workers,
+                                  inline=inline, mode=mode)
         self.jobs: dict[int, _Job] = {}
         self.next_job = 0
+        self.claims = 0
         self.errors: collections.Counter[tuple[str, int]] = collections.Counter()
         self.deaths: collections.Counter[tuple[str, int]] = collections.Counter()
         self.last_error: dict[tuple[str, int], str] = {}
@@ -186,6 +101,10 @@ class _Runner:
         self.bar: Any = None
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def capped(self) -> bool:
+        """Return whether this run has claimed all the attempts it may (``max_attempts``)."""
+        return self.max_attempts is not None and self.claims >= self.max_attempts
 
     def run(self, *, progress: bool) -> StudyReport:
         from tqdm import tqdm
@@ -198,8 +117,8 @@ class _Runner:
         pool: WorkerPool | InlinePool | None = None
         last_beat = last_poll = time.monotonic()
         try:
-            while self.todo or self.jobs or self.elsewhere:
-                if self.todo and pool is None:
+            while (self.todo or self.elsewhere) and not self.capped() or self.jobs:
+                if self.todo and pool is None and not self.capped():
                     pool = self.start_pool()
                 if pool is not None:
                     self.feed(pool)
@@ -207,7 +126,7 @@ class _Runner:
                     for event in events:
                         if event.kind in ("epoch", "fatal"):
                             self.handle(event)
-                    self.feed(pool)  # freed workers start their next cell before the parent records results
+                    self.feed(pool)  # freed workers start their next cell before the owner records results
                     for event in events:
                         if event.kind not in ("epoch", "fatal"):
                             self.handle(event)
@@ -223,12 +142,13 @@ class _Runner:
                     last_poll = now
                 bar.set_postfix(running=len(self.jobs), failed=len(self.gave_up), refresh=False)
         except BaseException as exc:
-            reason = f"the run was stopped ({type(exc).__name__})"
-            for job in self.jobs.values():
-                try:
-                    mark_stale(self.storage, job.trial_id, reason)
-                except Exception:  # noqa: BLE001 - the next run finds it stale anyway; keep the first error
-                    pass
+            if not isinstance(exc, StorageError):  # with the storage gone, the next run finds them stale
+                reason = f"the run was stopped ({type(exc).__name__})"
+                for job in self.jobs.values():
+                    try:
+                        mark_stale(self.storage, job.trial_id, reason)
+                    except Exception:  # noqa: BLE001 - the next run finds it stale anyway; keep the first error
+                        pass
             if pool is not None:
                 pool.close(kill=True)
             bar.close()
@@ -251,7 +171,7 @@ class _Runner:
         self.elsewhere.clear()
         mine = {job.trial_id for job in self.jobs.values()}
         for trial in self.storage.get_all_trials(self.study_id, deepcopy=False):
-            ident = _ident(trial)
+            ident = trial_ident(trial)
             if ident is None:
                 continue
             if trial.state == TrialState.COMPLETE:
@@ -279,7 +199,7 @@ class _Runner:
 
     def start_pool(self) -> WorkerPool | InlinePool:
         """Return the worker processes (K of them, at most one per cell to do), or the inline runner."""
-        if self.workers == 0:
+        if self.inline:
             try:
                 return InlinePool(self.trial_fn)
             except (ImportError, AttributeError, ValueError) as exc:
@@ -288,12 +208,72 @@ class _Runner:
         return WorkerPool(min(self.workers, len(self.todo)), self.trial_fn, max(1, cpu_cores() // self.workers))
 
     def feed(self, pool: WorkerPool | InlinePool) -> None:
-        """Give every idle worker the next cell that no other run holds."""
+        """Give every idle worker the next cell that no other attempt holds."""
         for worker in pool.idle():
-            while self.todo:
-                cell = self.todo.popleft()
-                if self.held_elsewhere(cell) is None and self.dispatch(pool, worker, cell):
+            while self.todo and not self.capped():
+                if self.dispatch(pool, worker):
                     break
+
+    def dispatch(self, pool: WorkerPool | InlinePool, worker: Any) -> bool:
+        """Claim the first free cell of the queue and send it to ``worker``; return whether one was sent.
+
+        Cells found complete, running elsewhere or out of retries leave the queue. Without
+        the study lock (SQLite, journal file) two runs may claim one cell at the same
+        moment: trial numbers are assigned by the storage in one order for everyone, so
+        after claiming, each re-reads the cell: the attempt with the lower number runs,
+        the other withdraws.
+        """
+        claimed = claim_next(
+            self.storage, self.study_id, list(self.todo), prepare=self.prepare, distributions=self.distributions,
+            owner=Owner.here(worker.pid), grace_period=self.grace_period,
+            exclude={job.trial_id for job in self.jobs.values()}, since=self.since, max_failures=self.max_retries,
+        )
+        self.note(claimed)
+        cell, trial_id = claimed.cell, claimed.trial_id
+        if cell is None or trial_id is None:
+            return False
+        self.todo.remove(cell)
+        if not claimed.exclusive:
+            number = self.storage.get_trial(trial_id).number
+            holder = self.held_elsewhere(cell, below=number)
+            if holder is not None:
+                mark_stale(self.storage, trial_id, f"withdrawn: the cell is {holder} in another run's attempt")
+                return False
+        self.claims += 1
+        job_id = self.next_job
+        self.next_job += 1
+        self.jobs[job_id] = _Job(cell, trial_id, worker.pid, claimed.config)
+        pool.submit(worker, job_id, claimed.config)
+        return True
+
+    def prepare(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Return the TrialConfig dict and search params of a new attempt at ``cell``."""
+        search = self.sample_search(cell) if self.spec.search else {}
+        return cell.config(self.spec, search).to_dict(), search
+
+    def note(self, claimed: Claimed) -> None:
+        """Take in what a claim saw: cells complete, running elsewhere, out of retries; stale attempts."""
+        self.report.stale += claimed.stale
+        for ident in claimed.complete - self.complete:
+            self.complete.add(ident)
+            self.bar.update(1)
+        for ident, (count, error) in claimed.failures.items():
+            if count > self.errors[ident]:  # failures by other workers (ours are counted as they happen)
+                self.errors[ident] = count
+                self.last_error[ident] = error
+        for ident in claimed.exhausted - self.gave_up:
+            self.gave_up.add(ident)
+            self.last_error[ident] = claimed.failures[ident][1]
+            self.log.write(f"\n{_label(self.cells, ident)}: failed after {self.errors[ident]} attempts "
+                           f"(some by other workers): {self.last_error[ident]}\n")
+        # Cells waited for that no live attempt holds any more (their owner died, or failed): ours to take.
+        released = self.elsewhere - claimed.running - claimed.complete
+        self.elsewhere = (self.elsewhere & claimed.running) | {c.ident for c in self.todo
+                                                               if c.ident in claimed.running}
+        drop = claimed.complete | claimed.running | claimed.exhausted
+        if any(c.ident in drop for c in self.todo):
+            self.todo = collections.deque(c for c in self.todo if c.ident not in drop)
+        self.todo.extend(c for c in self.cells if c.ident in released and c.ident not in self.gave_up)
 
     def held_elsewhere(self, cell: Cell, below: int | None = None) -> str | None:
         """Return "complete" or "running" when another attempt has ``cell``, else None; re-reads the study.
@@ -301,6 +281,8 @@ class _Runner:
         "running" means a live attempt of another run (numbered below ``below``, when
         given); stale ones found on the way are marked so.
         """
+        import socket
+
         from optuna.trial import TrialState
 
         host, now = socket.gethostname(), time.time()
@@ -308,7 +290,7 @@ class _Runner:
         holder = None
         for trial in self.storage.get_all_trials(self.study_id, deepcopy=False,
                                                  states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if _ident(trial) != cell.ident or trial._trial_id in mine:
+            if trial_ident(trial) != cell.ident or trial._trial_id in mine:
                 continue
             if trial.state == TrialState.COMPLETE:
                 if cell.ident not in self.complete:
@@ -326,29 +308,9 @@ class _Runner:
             self.elsewhere.add(cell.ident)  # wait for the other run at the end
         return holder
 
-    def dispatch(self, pool: WorkerPool | InlinePool, worker: Any, cell: Cell) -> bool:
-        """Claim ``cell`` and send it to ``worker``; return False when another run claimed it first.
-
-        Two runs may claim one cell at the same moment. Trial numbers are assigned
-        by the storage in one order for everyone, so after claiming, each re-reads
-        the cell: the attempt with the lower number runs, the other withdraws.
-        """
-        search = self.sample_search(cell) if self.spec.search else {}
-        config = cell.config(self.spec, search).to_dict()
-        trial_id = claim(self.storage, self.study_id, cell, config=config, distributions=self.distributions,
-                         owner=Owner.here(worker.pid), search_params=search)
-        number = self.storage.get_trial(trial_id).number
-        holder = self.held_elsewhere(cell, below=number)
-        if holder is not None:
-            mark_stale(self.storage, trial_id, f"withdrawn: the cell is {holder} in another run's attempt")
-            return False
-        job_id = self.next_job
-        self.next_job += 1
-        self.jobs[job_id] = _Job(cell, trial_id, worker.pid, config)
-        pool.submit(worker, job_id, config)
-        return True
-
     def handle(self, event: Any) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         if event.kind == "fatal":
             raise WorkerError(str(event.payload[0]))
         job = self.jobs.get(event.job) if event.job is not None else None
@@ -357,8 +319,9 @@ class _Runner:
         if event.kind == "epoch":
             epoch, score = event.payload
             if finite(score) is not None:
-                self.storage.set_trial_intermediate_value(job.trial_id, epoch, score)
                 job.epochs[epoch] = score
+                with contextlib.suppress(UpdateFinishedTrialError):  # marked stale elsewhere: kept in job.epochs
+                    self.storage.set_trial_intermediate_value(job.trial_id, epoch, score)
             return
         del self.jobs[event.job]
         self.report.ran += 1
@@ -387,6 +350,7 @@ class _Runner:
             self.log.write(f"\n{cell.label()}: failed after {counter[cell.ident]} attempts: {message}\n")
 
     def finish(self, job: _Job, result: Mapping[str, Any], seconds: float) -> None:
+        """Record a finished attempt: COMPLETE, FAIL (bad metric, or a duplicate), or a late COMPLETE copy."""
         from optuna.exceptions import UpdateFinishedTrialError
 
         attrs = result_attrs(result, seconds)
@@ -406,16 +370,20 @@ class _Runner:
         assert value is not None
         curve = result.get("val_curve") or []
         epochs = {i + 1: float(v) for i, v in enumerate(curve) if finite(v) is not None and i + 1 not in job.epochs}
-        duplicate = self.completed_by(job.cell)
-        if duplicate is not None:
-            fail(self.storage, job.trial_id, f"duplicate: cell already COMPLETE in trial {duplicate}", attrs)
-        else:
-            try:
-                complete(self.storage, job.trial_id, value, attrs, epochs)
-            except UpdateFinishedTrialError:
-                # Another run marked this attempt stale while it ran; keep the result as a new trial.
-                self.record_late(job, value, attrs)
-            self.report.completed_now += 1
+        try:
+            write_result(self.storage, job.trial_id, attrs, epochs)  # outside the lock: every write is idempotent
+            late = False
+        except UpdateFinishedTrialError:
+            late = True  # another process marked this attempt stale while it ran
+        with contextlib.suppress(LockLost), study_lock(self.storage, self.study_id):
+            # The check and the tell hold the study lock (PostgreSQL), so no two attempts of a cell both complete.
+            duplicate = self.completed_by(job.cell)
+            if duplicate is not None:
+                fail(self.storage, job.trial_id, f"duplicate: cell already COMPLETE in trial {duplicate}", attrs)
+            else:
+                if late or not tell_complete(self.storage, job.trial_id, value):
+                    self.record_late(job, value, attrs)  # keep the result as a new trial
+                self.report.completed_now += 1
         if job.cell.ident not in self.complete:
             self.complete.add(job.cell.ident)
             self.bar.update(1)
@@ -424,18 +392,23 @@ class _Runner:
         """Return the number of a COMPLETE trial of ``cell`` in storage (read afresh), or None."""
         from optuna.trial import TrialState
 
+        if batched(self.storage):
+            return complete_attempt(self.storage, self.study_id, cell.key, cell.slot)
         for trial in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
-            if _ident(trial) == cell.ident:
+            if trial_ident(trial) == cell.ident:
                 return trial.number
         return None
 
     def record_late(self, job: _Job, value: float, attrs: Mapping[str, Any]) -> None:
+        import uuid
+
         from optuna.trial import TrialState, create_trial
 
         old = self.storage.get_trial(job.trial_id)
         trial = create_trial(
             state=TrialState.COMPLETE, value=value, params=old.params, distributions=old.distributions,
-            user_attrs={**old.user_attrs, **attrs, "late": True, "stale": False, "error": None},
+            user_attrs={**old.user_attrs, **attrs, "late": True, "stale": False, "error": None,
+                        ATTEMPT_ATTR: uuid.uuid4().hex},
             intermediate_values={**old.intermediate_values, **job.epochs},
         )
         self.storage.create_new_trial(self.study_id, template_trial=trial)
@@ -461,9 +434,5 @@ class _Runner:
         return dict(sub.ask(dims).params)
 
 
-def _ident(trial: FrozenTrial) -> tuple[str, int] | None:
-    key = trial.user_attrs.get("cell")
-    if not isinstance(key, str):
-        return None
-    slot = trial.user_attrs.get("slot", 0)
-    return key, slot if isinstance(slot, int) else 0
+def _label(cells: list[Cell], ident: tuple[str, int]) -> str:
+    return next((c.label() for c in cells if c.ident == ident), str(ident))

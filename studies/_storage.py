@@ -14,6 +14,15 @@ the same in every trial of a study, so adding levels rewrites the study: its
 trials are copied to ``NAME.extending``, the study is re-created with the wider
 choices and the trials copied back, then the copy is deleted. A run killed in
 the middle finds the copy and finishes or undoes the rewrite.
+
+Database servers (PostgreSQL) are opened through ``_database``: connection errors
+become one clear line with the password masked, and calls interrupted by a
+dropped connection are retried.
+
+Artifacts (reports, figures) go to a directory recorded in the study's user attr
+``artifact_dir``: ``--artifact-dir`` when given, else, for a SQLite or journal
+file, ``<file stem>-artifacts/`` beside the file. A database server has no such
+place, so there it must be given once (a directory every host can reach).
 """
 
 from __future__ import annotations
@@ -22,13 +31,14 @@ import difflib
 import functools
 import socket
 import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import OrcaAblateError
-
 from ._cells import param_distributions
+from ._database import StorageError, mask_url, open_server_storage
+from ._rdb_direct import study_lock
 from ._spec import SpecError, StudySpec
 
 if TYPE_CHECKING:
@@ -39,10 +49,14 @@ __all__ = [
     "DEFAULT_STORAGE",
     "StorageError",
     "compare_specs",
+    "default_artifact_dir",
+    "is_server_url",
     "journal_path",
     "load_study",
+    "mask_url",
     "open_storage",
     "prepare_study",
+    "record_artifact_dir",
     "stored_spec",
 ]
 
@@ -56,10 +70,6 @@ SQLITE_TIMEOUT_S = 60
 """How long a SQLite writer waits for a lock (readers such as the dashboard hold it briefly)."""
 SQLITE_WAL = True
 """Open SQLite files in WAL mode with synchronous=NORMAL (see ``_connect_sqlite``)."""
-
-
-class StorageError(OrcaAblateError):
-    """A storage URL cannot be opened, or a study is missing from it."""
 
 
 def journal_path(url: str) -> Path | None:
@@ -97,6 +107,8 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         raise StorageError(f"--storage {url!r}: expected an Optuna storage URL (sqlite:///FILE.db, "
                            "postgresql://USER@HOST/DB) or a journal file (journal:///PATH.log, or a path "
                            f"ending in {' or '.join(JOURNAL_SUFFIXES)})")
+    if is_server_url(url):
+        return open_server_storage(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         from sqlalchemy.engine import make_url
@@ -108,11 +120,51 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
             if must_exist and not Path(file).is_file():
                 raise StorageError(f"--storage {url!r}: no such SQLite file {str(Path(file).resolve())!r}")
             kwargs["creator"] = functools.partial(_connect_sqlite, file)
-    try:
-        rdb = RDBStorage(url, engine_kwargs=kwargs)
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-        raise StorageError(f"--storage {url!r}: cannot open it ({type(exc).__name__}: {exc})") from None
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(3):
+        try:
+            rdb = RDBStorage(url, engine_kwargs=kwargs)
+            break
+        except IntegrityError:
+            # Two processes creating a fresh file at once both insert Optuna's schema version;
+            # the loser finds the tables there when it tries again.
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+        except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+            raise StorageError(f"--storage {url!r}: cannot open it ({type(exc).__name__}: {exc})") from None
     return optuna.storages.get_storage(rdb)
+
+
+def is_server_url(url: str | None) -> bool:
+    """Return whether ``url`` names a database server (PostgreSQL, ...) rather than a file."""
+    url = url or DEFAULT_STORAGE
+    return "://" in url and journal_path(url) is None and not url.startswith("sqlite")
+
+
+def default_artifact_dir(url: str | None) -> Path | None:
+    """Return ``<file stem>-artifacts`` beside a SQLite or journal file, or None for a database server."""
+    url = url or DEFAULT_STORAGE
+    path = journal_path(url)
+    if path is None and url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database
+        path = Path(database) if database and database != ":memory:" else None
+    if path is None:
+        return None
+    path = path.resolve()
+    return path.with_name(f"{path.stem}-artifacts")
+
+
+def record_artifact_dir(study: optuna.Study, directory: str | Path) -> str | None:
+    """Record ``directory`` (made absolute) as the study's ``artifact_dir``; return the one it replaced, if any."""
+    new = str(Path(directory).expanduser().resolve())
+    old = study.user_attrs.get("artifact_dir")
+    if old != new:
+        study.set_user_attr("artifact_dir", new)
+    return old if isinstance(old, str) and old != new else None
 
 
 def _connect_sqlite(file: str) -> sqlite3.Connection:
@@ -253,7 +305,16 @@ def _write_attrs(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def _extend(storage: BaseStorage, study: optuna.Study, spec: StudySpec) -> optuna.Study:
-    """Return the study re-created with ``spec``'s wider choices and every existing trial."""
+    """Return the study re-created with ``spec``'s wider choices and every existing trial.
+
+    Holds the study lock (PostgreSQL), so no worker claims a cell between the check
+    for running attempts and the rewrite.
+    """
+    with study_lock(storage, study._study_id):
+        return _rewrite(storage, study, spec)
+
+
+def _rewrite(storage: BaseStorage, study: optuna.Study, spec: StudySpec) -> optuna.Study:
     import optuna
     from optuna.trial import TrialState
 

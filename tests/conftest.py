@@ -70,8 +70,10 @@ def pg_url(require):  # noqa: ANN201 - yields a SQLAlchemy URL
     name = f"orca_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-        try:
-            yield f"{base}/{name}"
-        finally:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        # A fresh connection: a test may have restarted the server, which ends every session.
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=30) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,4 +1,4 @@
-"""``orca-ablate run SPEC``: create or resume the study of a spec and run every missing cell."""
+"""``orca-ablate run SPEC``: create or resume the study of a spec and run every missing cell (or none: workers 0)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_storage_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="local worker processes (default 1); torch threads are split between them; "
-                             "0 runs trials in this process (for debugging)")
+                             "0 creates (or extends) the study and its cells without running any, for "
+                             "`orca-ablate worker` processes on any host to take")
     parser.add_argument("--max-retries", type=int, default=1, metavar="R",
                         help="re-run a cell whose attempt failed with an error up to R times in this run "
                              "(default 1); stale attempts of killed runs do not count")
@@ -29,17 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
                         help="a RUNNING attempt of another host is stale after this long without a heartbeat "
                              "(default 600); dead processes on this host are detected at once")
+    parser.add_argument("--artifact-dir", default=None, metavar="DIR",
+                        help="where reports and figures are stored as artifacts, recorded in the study for "
+                             "every command (default: <file stem>-artifacts beside a SQLite or journal file; "
+                             "for PostgreSQL give a directory every host can reach)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     # Testing hook: run a fake trial function (module:function) instead of harness.run_trial.
     parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
     parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
+    # Testing and debugging: run trials in a thread of this process (no worker processes).
+    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the study; print a summary; return 0 when every cell is COMPLETE, else 1."""
     from harness.config import parse_assignments
 
-    from .._engine import run_study
+    from .._runs import run_study
     from .._spec import load_spec
     from .._trials import DEFAULT_GRACE_PERIOD
 
@@ -51,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     # A scheduler's SIGTERM stops the run like Ctrl-C: running attempts are marked stale at once.
     signal.signal(signal.SIGTERM, _interrupt)
     report = run_study(
-        spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
-        max_retries=args.max_retries, trial_fn=args.trial_fn,
+        spec, storage=args.storage, study_name=args.study_name, workers=args.workers, inline=args.inline,
+        max_retries=args.max_retries, trial_fn=args.trial_fn, artifact_dir=args.artifact_dir,
         grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
         heartbeat_interval=args.heartbeat_interval, progress=not args.no_progress,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "run one ORCA trial (align the embedder, fine-tune, test) and print the result"

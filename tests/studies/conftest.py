@@ -15,6 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 STORAGE_KINDS = ("sqlite", "journal")
+"""The file storages; PostgreSQL (a server, see the ``pg_url`` fixture) is the third supported kind."""
 
 
 def storage_url(kind: str, directory: Path) -> str:
@@ -23,9 +24,11 @@ def storage_url(kind: str, directory: Path) -> str:
             "journal": f"journal:///{directory / 'study.log'}"}[kind]
 
 
-@pytest.fixture(params=STORAGE_KINDS)
+@pytest.fixture(params=[*STORAGE_KINDS, pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh storage URL, once per supported backend."""
+    """A fresh storage URL, once per supported backend (PostgreSQL: a fresh database, dropped afterwards)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_url"))
     return storage_url(request.param, tmp_path)
 
 

@@ -52,7 +52,7 @@ def test_run_status_and_optuna_cli(storage_kind: str, tmp_path: Path, cli_env: d
     small.update(seeds=[0], tasks=["digits"])
     path = write_spec(small)
     url, optuna_url = _urls(storage_kind, tmp_path)
-    done = _cli(["run", str(path), "--storage", url, "--study", "cli", "--workers", "0", *FAKE], cli_env, tmp_path)
+    done = _cli(["run", str(path), "--storage", url, "--study", "cli", "--inline", *FAKE], cli_env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert "study cli in" in done.stdout and "4/4 cells complete" in done.stdout
     assert "cell" in done.stderr  # the progress bar
@@ -74,7 +74,7 @@ def test_default_storage_is_sqlite_in_the_working_directory(tmp_path: Path, cli_
                                                             write_spec: Callable[..., Path],
                                                             small: dict[str, Any]) -> None:
     small.update(seeds=[0], tasks=["digits"], factors={})
-    done = _cli(["run", str(write_spec(small)), "--no-progress", "--workers", "0", *FAKE], cli_env, tmp_path)
+    done = _cli(["run", str(write_spec(small)), "--no-progress", "--inline", *FAKE], cli_env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "orca-ablate.db").exists()
     assert _cli(["status"], cli_env, tmp_path).returncode == 0  # the only study in the storage
@@ -90,7 +90,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, cli_env: dict[str, str
         "quickstart? (shipped: embedder-epochs, freezing, pretraining, proxy, quickstart)"]
     small.update(seeds=[0], tasks=["digits"], factors={})
     path = str(write_spec(small))
-    run_study(StudySpec.from_dict(small), storage=f"sqlite:///{tmp_path / 'orca-ablate.db'}", workers=0,
+    run_study(StudySpec.from_dict(small), storage=f"sqlite:///{tmp_path / 'orca-ablate.db'}", inline=True,
               trial_fn="studies._testing:fake_trial", progress=False)
     changed = _cli(["run", path, "--no-progress", "--set", "finetune.epochs=1", *FAKE], cli_env, tmp_path)
     assert changed.returncode == 2
@@ -146,7 +146,7 @@ def test_sigkill_mid_study_then_resume(victim: str, storage_kind: str, tmp_path:
     if victim == "parent":  # orphaned workers notice and exit, so they do not run on unobserved
         workers = {t.user_attrs["worker_pid"] for t in running}
         _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)
-    resumed = _cli(["run", str(path), "--storage", url, "--workers", "0", "--max-retries", "0", "--no-progress",
+    resumed = _cli(["run", str(path), "--storage", url, "--inline", "--max-retries", "0", "--no-progress",
                     *FAKE], cli_env, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert f"re-ran {len(running)} stale attempts" in resumed.stdout

@@ -29,7 +29,7 @@ COUNTING = "studies._testing:counting_trial"
 def _run(spec: StudySpec, storage: str, **kwargs: Any) -> studies.StudyReport:
     """Run with fake trials, in this process unless ``workers`` says otherwise (spawned workers import torch)."""
     kwargs.setdefault("trial_fn", FAKE)
-    kwargs.setdefault("workers", 0)
+    kwargs.setdefault("inline", "workers" not in kwargs)
     return run_study(spec, storage=storage, progress=False, **kwargs)
 
 
@@ -291,9 +291,9 @@ def test_search_tunes_within_each_cell(tmp_path: Path, fake_env: Path, small: di
 @pytest.mark.slow  # spawns worker processes, which import torch through harness
 def test_unknown_trial_function_stops_the_run(tmp_path: Path, fake_env: Path, small: dict[str, Any]) -> None:
     spec = StudySpec.from_dict(small)
-    for workers in (0, 1):
+    for inline in (True, False):
         with pytest.raises(studies.WorkerError, match="cannot load the trial function 'studies._testing:nope'"):
-            _run(spec, f"sqlite:///{tmp_path / 'x.db'}", trial_fn="studies._testing:nope", workers=workers)
+            _run(spec, f"sqlite:///{tmp_path / 'x.db'}", trial_fn="studies._testing:nope", inline=inline)
 
 
 def test_two_runs_on_one_study_share_the_cells(storage: str, fake_env: Path, small: dict[str, Any],
@@ -316,3 +316,19 @@ def test_two_runs_on_one_study_share_the_cells(storage: str, fake_env: Path, sma
     _assert_exactly_once(storage, spec)
     assert sum(r.completed_now for r in reports) == 8
     assert _calls(fake_env) <= 8 + 2  # at most a claim race per run wastes one trial
+
+
+def test_no_workers_creates_the_cells_and_runs_none(storage: str, fake_env: Path, small: dict[str, Any]) -> None:
+    small.update(tasks=["digits"], seeds=[0])
+    spec = StudySpec.from_dict(small)
+    report = run_study(spec, storage=storage, workers=0, trial_fn=COUNTING, progress=False)
+    assert report.exit_code == 0 and report.ran == 0 and report.mode == "prepare"
+    assert _trials(storage, spec.name) == [] and _calls(fake_env) == 0
+    summary = report.summary()
+    assert "0/4 cells complete, 4 to run; no trials were run (--workers 0)" in summary
+    if storage.startswith("sqlite"):  # one writer: the hint is `run --workers K`, not `worker`
+        assert "A SQLite file is written by one process" in summary and "orca-ablate worker" not in summary
+    else:
+        assert f"orca-ablate worker --storage {storage} --study-name small" in summary
+    assert _run(spec, storage, trial_fn=COUNTING).exit_code == 0
+    _assert_exactly_once(storage, spec)

@@ -1,0 +1,61 @@
+"""``orca-ablate worker``: join an existing study from any host and take its cells until none are left."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from ._options import add_storage_arguments
+
+HELP = "join an existing study (PostgreSQL or journal file) and run its cells until none are left"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``worker``."""
+    add_storage_arguments(parser)
+    parser.add_argument("--max-trials", type=int, default=None, metavar="M",
+                        help="stop after M attempts (default: run until no cell is left)")
+    parser.add_argument("--max-retries", type=int, default=1, metavar="R",
+                        help="re-run a cell whose attempt failed with an error up to R times, counting failures "
+                             "by every worker since this one started (default 1)")
+    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+                        help="a RUNNING attempt of another host is stale after this long without a heartbeat "
+                             "(default 600); dead processes on this host are detected at once")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    # Testing hooks: a fake trial function, the heartbeat interval, trials in a thread of this process.
+    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
+    parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run cells of the study; print a summary; return 1 when a cell failed after its retries, else 0."""
+    from harness.errors import ConfigError
+
+    from .._runs import run_worker
+    from .._trials import DEFAULT_GRACE_PERIOD
+
+    if args.storage is None:
+        raise ConfigError("--storage is required: the PostgreSQL URL (or journal file) of the study, e.g. "
+                          "--storage postgresql://USER@HOST/DB")
+    if args.max_trials is not None and args.max_trials < 1:
+        raise ConfigError(f"--max-trials {args.max_trials}: expected 1 or more")
+    if args.max_retries < 0:
+        raise ConfigError(f"--max-retries {args.max_retries}: expected 0 or more")
+    # A scheduler's SIGTERM (end of a SLURM job) stops the worker like Ctrl-C: its attempt is marked stale at once.
+    signal.signal(signal.SIGTERM, _interrupt)
+    report = run_worker(
+        args.storage, args.study_name, max_trials=args.max_trials, max_retries=args.max_retries,
+        trial_fn=args.trial_fn, inline=args.inline,
+        grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
+        heartbeat_interval=args.heartbeat_interval, progress=not args.no_progress,
+    )
+    print(report.summary())
+    sys.stdout.flush()
+    return report.exit_code
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
