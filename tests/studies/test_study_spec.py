@@ -85,7 +85,7 @@ def test_shipped_specs(name: str) -> None:
     if name != "quickstart":
         assert len(spec.tasks) >= 2 and len(spec.seeds) >= 3
         assert any(t.startswith("ucr:") for t in spec.tasks) and "digits" in spec.tasks
-    assert "# sized: see README" in shipped_specs()[name].read_text()
+    assert "sized from measured step times" in shipped_specs()[name].read_text()
 
 
 def test_validator_errors_name_the_level() -> None:
