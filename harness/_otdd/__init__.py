@@ -1,0 +1,1 @@
+"""Private implementation of :mod:`harness.otdd`; import the public names from there."""

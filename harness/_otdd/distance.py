@@ -1,0 +1,100 @@
+"""Assembly of the dataset distance from an inner and an outer method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from .chain import ground_cost, sqdist
+from .data import LabelledSet
+from .inner import InnerMethod
+from .outer import OuterMethod
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configured inner and outer methods and the class-conditional switch."""
+
+    inner: InnerMethod
+    outer: OuterMethod
+    class_conditional: bool
+
+
+def _cost(p: LabelledSet, p_stats: object, q: LabelledSet, q_stats: object, inner: InnerMethod, symmetric: bool
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the (k_p, k_q) label distances and the (n_p, n_q) ground cost (one buffer)."""
+    d2 = sqdist(p.x, q.x)
+    w = inner.distances(p, p_stats, q, q_stats, d2, symmetric=symmetric)
+    return w, ground_cost(d2, w, p, q)
+
+
+def self_term(s: LabelledSet, stats: object, settings: Settings) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Return OT_ε(s, s), the self-transport term of a debiased Sinkhorn divergence, and diagnostics."""
+    w, cost = _cost(s, stats, s, stats, settings.inner, True)
+    return settings.outer.transport(s, s, w, cost, symmetric=True)
+
+
+def _pair(
+    p: LabelledSet,
+    p_stats: object,
+    p_self: Optional[torch.Tensor],
+    q: LabelledSet,
+    settings: Settings,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    q_stats = settings.inner.summarize(q)
+    w, cost = _cost(p, p_stats, q, q_stats, settings.inner, False)
+    value, diag = settings.outer.transport(p, q, w, cost)
+    del cost
+    diag = dict(diag, label_distances=w.detach())
+    if settings.outer.debiased:
+        assert p_self is not None
+        q_self, q_diag = self_term(q, q_stats, settings)
+        diag.update(cross_term=float(value.detach()), source_self_term=float(p_self.detach()),
+                    target_self_term=float(q_self.detach()),
+                    target_self_converged=q_diag["converged"])
+        value = value - 0.5 * p_self - 0.5 * q_self
+    return value, diag
+
+
+def otdd(
+    p: LabelledSet,
+    p_stats: object,
+    p_self: Optional[torch.Tensor],
+    q: LabelledSet,
+    settings: Settings,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Return the 0-dim float64 dataset distance from source p to target q and diagnostics.
+
+    p_stats : ``settings.inner.summarize(p)``; p_self : the source self term
+    (0-dim) when the outer method is debiased, else None.
+    """
+    if not settings.class_conditional:
+        value, diag = _pair(p, p_stats, p_self, q, settings)
+    else:
+        weights = q.counts / q.n
+        parts = [_pair(p, p_stats, p_self, q.single_class(b), settings) for b in range(q.k)]
+        value = sum((float(wb) * v for wb, (v, _) in zip(weights, parts)), torch.zeros((), dtype=torch.float64,
+                                                                               device=p.x.device))
+        diags = [d for _, d in parts]
+        diag = {
+            "label_distances": torch.cat([d["label_distances"] for d in diags], dim=1),
+            "class_mass": torch.cat([float(wb) * d["class_mass"] for wb, d in zip(weights, diags)], dim=1),
+            "converged": all(d["converged"] for d in diags),
+            "class_weights": weights,
+            "class_values": [float(v.detach()) for v, _ in parts],
+            "per_class": diags,
+        }
+    diag.update(
+        value=float(value.detach()),
+        source_classes=p.classes,
+        target_classes=q.classes,
+        n_source=p.n,
+        n_target=q.n,
+        inner=settings.inner.name,
+        outer=settings.outer.name,
+        debiased=settings.outer.debiased,
+        class_conditional=settings.class_conditional,
+    )
+    return value, diag
