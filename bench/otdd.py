@@ -117,7 +117,7 @@ def bench_cached(
     recompute_t, recompute_total = best_of(lambda: run_recompute(recompute_calls), repeats)
     scaled = recompute_t * calls / recompute_calls
     source_only = OTDDSource(xs, ys, **settings)
-    check = abs(float(source_only.distance(targets(1)[0], yt)) - float(run_recompute(1)))
+    check = abs(float(source_only.distance(targets(1)[0], yt).detach()) - run_recompute(1))
     note = "" if recompute_calls == calls else f" (timed on {recompute_calls} calls, scaled to {calls})"
     return [
         (f"cached: OTDDSource, {calls} calls fwd+bwd, n_s={n_source}, n_t={n_target}, d={d}, max_iter={max_iter}",
@@ -150,18 +150,21 @@ def bench_scale(n: int, d: int) -> list[Row]:
 
 
 _MEMORY_CHILD = """
-import os, sys, time, resource
+import os, sys, time
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {bench!r})
 from otdd import make_labelled
 from harness.otdd import dataset_distance
 xs, ys = make_labelled({n}, 64, 10, 8)
 xt, yt = make_labelled({n}, 64, 10, 9, shift=0.3)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def high_water():
+    # VmHWM is this process's own peak (ru_maxrss can inherit the parent's across fork).
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1e6
+base = high_water()
 start = time.perf_counter()
 value, log = dataset_distance(xs, ys, xt, yt, inner="exact", outer="emd", log=True)
-print(time.perf_counter() - start, float(value), log["solver"], base / 1e6,
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
+print(time.perf_counter() - start, float(value), log["solver"], base, high_water())
 """
 
 

@@ -22,7 +22,8 @@ Outer methods (``outer``), registry :data:`OUTER_METHODS`, and what they return:
 - ``"emd"``: the exact optimal transport cost min_π ⟨π, C⟩ (assignment when
   both sides have as many points, else POT's network simplex run to optimality);
 - ``"sinkhorn"``, ``debiased=False``: the transport cost ⟨π_ε, C⟩ of the
-  converged entropic plan at ε = ``reg`` (not the regularised objective);
+  entropic plan at ε = ``reg`` (not the regularised objective), iterated
+  until the plan's L1 marginal error is below ``tol``;
 - ``"sinkhorn"``, ``debiased=True``: the Sinkhorn divergence
   S = OT_ε(D, D') − ½OT_ε(D, D) − ½OT_ε(D', D'), with
   OT_ε = min_π ⟨π, C⟩ + ε·KL(π | a⊗b), the quantity ORCA's code minimises.
