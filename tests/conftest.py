@@ -45,6 +45,19 @@ def tiny_body(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(Path(path))
 
 
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Return the folder of a tiny ViT checkpoint (width 32, 1 layer, 16x16 images) saved locally."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    path = tmp_path_factory.mktemp("tiny-vit")
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       image_size=16, patch_size=8, num_channels=3)).save_pretrained(path)
+    return str(path)
+
+
 PG_ADMIN_URL = os.environ.get("ORCA_ABLATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 """The server the PostgreSQL tests use; each test gets a fresh database on it, dropped afterwards."""
 

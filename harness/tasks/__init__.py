@@ -24,7 +24,6 @@ from ._loaders import (
     load_synthetic_1d,
     load_synthetic_2d,
     load_ucr,
-    ucr_sources,
 )
 from ._nasbench import (
     NASBENCH_FILES,
@@ -168,5 +167,3 @@ def list_tasks(data_dir: str | None = None) -> list[TaskInfo]:
     out.append(TaskInfo("npz:PATH", "1d/2d", True, npz.description, ""))
     return out
 
-
-_ = ucr_sources  # re-exported for tests through the module namespace

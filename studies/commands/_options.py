@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-__all__ = ["add_storage_arguments"]
+__all__ = ["add_execution_arguments", "add_storage_arguments"]
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,3 +17,16 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-name", "--study", dest="study_name", default=None, metavar="NAME",
                         help="the study (run: default the spec's name; others: may be left out when the "
                              "storage holds one study)")
+
+
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of commands that run cells (``run``, ``worker``): grace period, progress, test hooks."""
+    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+                        help="a RUNNING attempt of another host is stale after this long without a heartbeat "
+                             "(default 600); dead processes on this host are detected at once")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    # Testing hooks: a fake trial function (module:function) instead of harness.run_trial, the
+    # heartbeat interval, and trials in a thread of this process (no worker processes).
+    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
+    parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
-from ._options import add_storage_arguments
+from ._options import add_execution_arguments, add_storage_arguments
 
 HELP = "create or resume the study of a spec and run every missing cell"
 
@@ -27,20 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 1); stale attempts of killed runs do not count")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override or add base settings, e.g. --set finetune.epochs=1 data.max_train_samples=200")
-    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
-                        help="a RUNNING attempt of another host is stale after this long without a heartbeat "
-                             "(default 600); dead processes on this host are detected at once")
     parser.add_argument("--artifact-dir", default=None, metavar="DIR",
                         help="where reports and figures are stored as artifacts, recorded in the study for "
                              "every command (default: <file stem>-artifacts beside a SQLite or journal file; "
                              "for PostgreSQL give a directory every host can reach)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    # Testing hook: run a fake trial function (module:function) instead of harness.run_trial.
-    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
-    parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
-    # Testing and debugging: run trials in a thread of this process (no worker processes).
-    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
-
+    add_execution_arguments(parser)
 
 def run(args: argparse.Namespace) -> int:
     """Run the study; print a summary; return 0 when every cell is COMPLETE, else 1."""

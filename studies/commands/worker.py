@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
-from ._options import add_storage_arguments
+from ._options import add_execution_arguments, add_storage_arguments
 
 HELP = "join an existing study (PostgreSQL or journal file) and run its cells until none are left"
 
@@ -20,15 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, default=1, metavar="R",
                         help="re-run a cell whose attempt failed with an error up to R times, counting failures "
                              "by every worker since this one started (default 1)")
-    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
-                        help="a RUNNING attempt of another host is stale after this long without a heartbeat "
-                             "(default 600); dead processes on this host are detected at once")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    # Testing hooks: a fake trial function, the heartbeat interval, trials in a thread of this process.
-    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
-    parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
-
+    add_execution_arguments(parser)
 
 def run(args: argparse.Namespace) -> int:
     """Run cells of the study; print a summary; return 1 when a cell failed after its retries, else 0."""

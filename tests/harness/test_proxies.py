@@ -131,17 +131,6 @@ def test_image_proxy_for_text_body_is_an_error(tiny_body: str) -> None:
         get_proxy(_req(body, name="digits"), body)
 
 
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from transformers import ViTConfig, ViTModel
-
-    path = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=16, patch_size=8, num_channels=3)).save_pretrained(path)
-    return str(path)
-
-
 def test_vision_body_takes_image_proxies_and_refuses_text(tiny_vit: str) -> None:
     body = load_body(BodyConfig(path=tiny_vit), seed=0)
     assert body.modality == "vision"

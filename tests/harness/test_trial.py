@@ -115,17 +115,6 @@ def test_pretrained_minilm_learns_digits() -> None:
     assert r.test_score > 0.6, r.test_score  # chance 0.1
 
 
-@pytest.fixture(scope="module")
-def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from transformers import ViTConfig, ViTModel
-
-    path = tmp_path_factory.mktemp("tiny-vit-trial")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       image_size=16, patch_size=8, num_channels=3)).save_pretrained(path)
-    return str(path)
-
-
 def test_vision_body_trial_with_image_proxy(tiny_vit: str) -> None:
     r = run_trial(_cfg(tiny_vit, **{"embedder.entry": "bypass", "embedder.proxy": "digits",
                                     "finetune.epochs": 1}))
