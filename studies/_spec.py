@@ -14,7 +14,7 @@ import difflib
 import importlib.resources
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -182,11 +182,14 @@ def shipped_specs() -> dict[str, Path]:
 
 
 def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
-              validator: Validator | Literal["harness"] | None = "harness") -> StudySpec:
+              validator: Validator | Literal["harness"] | None = "harness",
+              tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> StudySpec:
     """Return the spec at a path, or the shipped spec of that name, validated.
 
     ``validator="harness"`` (the default) checks registry names with
     ``harness.validate_config``; pass None to skip, or a function of your own.
+    ``tasks`` and ``seeds`` (from ``run --tasks/--seeds``) replace the spec's lists
+    and are checked like them.
     """
     path = _find_spec_file(spec)
     try:
@@ -197,8 +200,13 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
+    source = str(path)
+    replaced = {key: list(value) for key, value in (("tasks", tasks), ("seeds", seeds)) if value is not None}
+    if replaced and isinstance(data, dict):
+        data = {**data, **replaced}
+        source += " with " + " and ".join(f"--{key}" for key in replaced)
     check = _harness_validator() if isinstance(validator, str) else validator
-    return StudySpec.from_dict(data, source=str(path), validator=check, overrides=overrides)
+    return StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
 
 
 def _find_spec_file(spec: str | os.PathLike[str]) -> Path:

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where reports and figures are stored as artifacts, recorded in the study for "
                              "every command (default: <file stem>-artifacts beside a SQLite or journal file; "
                              "for PostgreSQL give a directory every host can reach)")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="run the spec on these tasks instead of its tasks: list, e.g. --tasks digits ucr:Crop "
+                             "(a study may gain tasks later, never lose them)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                        help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
+                             "(rerun with more seeds to extend the study)")
     add_execution_arguments(parser)
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise _usage(f"--workers {args.workers}: expected 0 or more")
     if args.max_retries < 0:
         raise _usage(f"--max-retries {args.max_retries}: expected 0 or more")
-    spec = load_spec(args.spec, parse_assignments(args.overrides))
+    spec = load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
     # A scheduler's SIGTERM stops the run like Ctrl-C: running attempts are marked stale at once.
     signal.signal(signal.SIGTERM, _interrupt)
     report = run_study(

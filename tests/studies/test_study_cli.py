@@ -169,3 +169,32 @@ def test_help_does_not_import_optuna(cli_env: dict[str, str], tmp_path: Path) ->
     done = subprocess.run([sys.executable, "-c", code], env=cli_env, cwd=tmp_path, text=True, capture_output=True,
                           timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.slow
+def test_tasks_and_seeds_replace_the_specs_lists(tmp_path: Path, cli_env: dict[str, str],
+                                                 write_spec: Callable[..., Path], small: dict[str, Any]) -> None:
+    small.update(factors={})
+    path = str(write_spec(small))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = _cli(["run", path, "--storage", url, "--no-progress", "--inline", "--tasks", "digits",
+                  "--seeds", "7", *FAKE], cli_env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "1/1 cells complete" in first.stdout
+    cells = {t.user_attrs["cell"] for t in optuna.load_study(study_name="small", storage=url).get_trials()}
+    assert cells == {'{"seed":7,"task":"digits"}'}
+    more = _cli(["run", path, "--storage", url, "--no-progress", "--inline", "--tasks", "digits",
+                 "--seeds", "7", "8", *FAKE], cli_env, tmp_path)  # more seeds extend the study
+    assert more.returncode == 0, more.stderr
+    assert "2/2 cells complete" in more.stdout
+    bad = _cli(["run", path, "--storage", url, "--no-progress", "--seeds", "7", "-1", *FAKE], cli_env, tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"orca-ablate run: error: {path} with --seeds: seeds[1]: expected a non-negative integer, got -1"]
+    unknown = _cli(["run", path, "--storage", url, "--no-progress", "--tasks", "digits", "digts", *FAKE],
+                   cli_env, tmp_path)
+    assert unknown.returncode == 2 and "digts" in unknown.stderr and "Traceback" not in unknown.stderr
+    dropped = _cli(["run", path, "--storage", url, "--no-progress", "--tasks", "synthetic-1d", "--seeds", "7",
+                    *FAKE], cli_env, tmp_path)
+    assert dropped.returncode == 2 and "a spec may add values but not drop ['digits']" in dropped.stderr
+    assert len(optuna.load_study(study_name="small", storage=url).get_trials()) == 2  # nothing written
