@@ -56,7 +56,7 @@ from ._otdd.data import (
     labelled_set,
     resolve_device,
 )
-from ._otdd.distance import Settings, otdd, self_term
+from ._otdd.distance import Settings, WarmStarts, otdd, self_term
 from ._otdd.inner import INNER_METHODS, GaussianStats, get_inner
 from ._otdd.outer import OUTER_METHODS, make_outer
 
@@ -185,7 +185,11 @@ class OTDDSource:
     outer, the source self term OT_ε(D, D). :meth:`distance` then costs only
     the target-dependent work, which is what embedder training needs: one
     call per step with a new, grad-requiring target. The source is treated as
-    a constant (no gradient flows to ``xs``). Settings are as in
+    a constant (no gradient flows to ``xs``). With a Sinkhorn outer, each
+    call starts from the potentials of the previous call when the target has
+    the same size and labels (the features moving between calls, as in
+    embedder training), and from exact OT potentials otherwise; the log's
+    ``start`` says which. Settings are as in
     :func:`dataset_distance`; ``max_samples`` subsamples the source once and
     each target on every call, from one generator seeded by ``random_state``.
     """
@@ -224,6 +228,7 @@ class OTDDSource:
             device: (source, stats, self_value)
         }
         self._source = source
+        self._warm = WarmStarts()
 
     @property
     def classes(self) -> np.ndarray:
@@ -266,5 +271,5 @@ class OTDDSource:
         source, stats, self_value = self._on(device)
         q = _prepare(xt, yt, name="t", device=device, min_class_size=self._settings.inner.min_class_size,
                      max_samples=self._max_samples, rng=self._rng, width=source.d)
-        value, diagnostics = otdd(source, stats, self_value, q, self._settings)
+        value, diagnostics = otdd(source, stats, self_value, q, self._settings, self._warm)
         return (value, diagnostics) if log else value

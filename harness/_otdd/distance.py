@@ -10,7 +10,7 @@ import torch
 from .chain import ground_cost, sqdist
 from .data import LabelledSet
 from .inner import InnerMethod
-from .outer import OuterMethod
+from .outer import OuterMethod, WarmSlot
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,22 @@ def _cost(p: LabelledSet, p_stats: object, q: LabelledSet, q_stats: object, inne
     return w, ground_cost(d2, w, p, q)
 
 
-def self_term(s: LabelledSet, stats: object, settings: Settings) -> tuple[torch.Tensor, dict[str, Any]]:
+def self_term(s: LabelledSet, stats: object, settings: Settings, warm: Optional[WarmSlot] = None
+              ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Return OT_ε(s, s), the self-transport term of a debiased Sinkhorn divergence, and diagnostics."""
     w, cost = _cost(s, stats, s, stats, settings.inner, True)
-    return settings.outer.transport(s, s, w, cost, symmetric=True)
+    return settings.outer.transport(s, s, w, cost, symmetric=True, warm=warm)
+
+
+class WarmStarts:
+    """Warm-start slots of the transport problems of one source against a changing target (by name)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, WarmSlot] = {}
+
+    def slot(self, name: str) -> WarmSlot:
+        """Return the slot called ``name``, created empty on first use."""
+        return self._slots.setdefault(name, WarmSlot())
 
 
 def _pair(
@@ -42,15 +54,17 @@ def _pair(
     p_self: Optional[torch.Tensor],
     q: LabelledSet,
     settings: Settings,
+    warm: Optional[WarmStarts],
+    part: str,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     q_stats = settings.inner.summarize(q)
     w, cost = _cost(p, p_stats, q, q_stats, settings.inner, False)
-    value, diag = settings.outer.transport(p, q, w, cost)
+    value, diag = settings.outer.transport(p, q, w, cost, warm=warm.slot(f"cross{part}") if warm else None)
     del cost
     diag = dict(diag, label_distances=w.detach())
     if settings.outer.debiased:
         assert p_self is not None
-        q_self, q_diag = self_term(q, q_stats, settings)
+        q_self, q_diag = self_term(q, q_stats, settings, warm.slot(f"target-self{part}") if warm else None)
         diag.update(cross_term=float(value.detach()), source_self_term=float(p_self.detach()),
                     target_self_term=float(q_self.detach()),
                     target_self_converged=q_diag["converged"])
@@ -64,17 +78,19 @@ def otdd(
     p_self: Optional[torch.Tensor],
     q: LabelledSet,
     settings: Settings,
+    warm: Optional[WarmStarts] = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Return the 0-dim float64 dataset distance from source p to target q and diagnostics.
 
     p_stats : ``settings.inner.summarize(p)``; p_self : the source self term
-    (0-dim) when the outer method is debiased, else None.
+    (0-dim) when the outer method is debiased, else None; ``warm`` : the
+    potentials of earlier calls against targets laid out like q (Sinkhorn).
     """
     if not settings.class_conditional:
-        value, diag = _pair(p, p_stats, p_self, q, settings)
+        value, diag = _pair(p, p_stats, p_self, q, settings, warm, "")
     else:
         weights = q.counts / q.n
-        parts = [_pair(p, p_stats, p_self, q.single_class(b), settings) for b in range(q.k)]
+        parts = [_pair(p, p_stats, p_self, q.single_class(b), settings, warm, f"[{b}]") for b in range(q.k)]
         value = sum((float(wb) * v for wb, (v, _) in zip(weights, parts)), torch.zeros((), dtype=torch.float64,
                                                                                device=p.x.device))
         diags = [d for _, d in parts]

@@ -15,8 +15,37 @@ import torch
 
 from .chain import SparseWeights, Weights, block_sums, linearised
 from .data import LabelledSet
-from .exact import solve_exact
+from .exact import exact_duals, solve_exact
 from .sinkhorn import sinkhorn, transport_cost_gradient
+
+
+class WarmSlot:
+    """The dual potentials of the last converged solve between two labelled sets of a fixed layout.
+
+    A later solve reuses them as its start when both sides still have the
+    same class codes (the same sizes and labels in the same order); the
+    features may have moved. Kept by :class:`harness.otdd.OTDDSource`, one
+    slot per transport problem of a call.
+    """
+
+    def __init__(self) -> None:
+        self._key: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._potentials: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def get(self, p: LabelledSet, q: LabelledSet) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Return the stored (f (n_p,), g (n_q,)) if they belong to sets laid out like p and q, else None."""
+        if self._key is None or self._potentials is None:
+            return None
+        key_p, key_q = self._key
+        same = (key_p.shape == p.codes.shape and key_q.shape == q.codes.shape
+                and key_p.device == p.codes.device and key_q.device == q.codes.device
+                and bool(torch.equal(key_p, p.codes)) and bool(torch.equal(key_q, q.codes)))
+        return self._potentials if same else None
+
+    def put(self, p: LabelledSet, q: LabelledSet, f: torch.Tensor, g: torch.Tensor) -> None:
+        """Store the converged potentials f (n_p,), g (n_q,) of a solve between p and q."""
+        self._key = (p.codes, q.codes)
+        self._potentials = (f.detach(), g.detach())
 
 
 class OuterMethod(Protocol):
@@ -33,11 +62,14 @@ class OuterMethod(Protocol):
         cost: torch.Tensor,
         *,
         symmetric: bool = False,
+        warm: Optional[WarmSlot] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Return the 0-dim float64 transport value (with autograd edges) and diagnostics.
 
         w : (k_p, k_q) label distances the (n_p, n_q) ``cost`` was built from.
         ``symmetric`` says that q is p; such calls only happen when ``debiased``.
+        ``warm`` holds the potentials of the previous solve of a similar problem
+        (a cached source against a changing target); methods may ignore it.
         """
         ...
 
@@ -83,8 +115,9 @@ class ExactOuter:
         cost: torch.Tensor,
         *,
         symmetric: bool = False,
+        warm: Optional[WarmSlot] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Return the exact transport cost and diagnostics (solver, class_mass, converged)."""
+        """Return the exact transport cost and diagnostics (solver, class_mass, converged); ``warm`` is unused."""
         plan = solve_exact(cost.detach().cpu().numpy())
         device = p.x.device
         weights = SparseWeights(
@@ -139,9 +172,28 @@ class SinkhornOuter:
         cost: torch.Tensor,
         *,
         symmetric: bool = False,
+        warm: Optional[WarmSlot] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Return OT_ε (debiased) or ⟨π_ε, C⟩ and diagnostics (iterations, marginal error, class_mass)."""
-        res = sinkhorn(cost, self.reg, tol=self.tol, max_iter=self.max_iter, row_groups=p.codes, col_groups=q.codes)
+        """Return OT_ε (debiased) or ⟨π_ε, C⟩ and diagnostics (iterations, marginal error, class_mass).
+
+        The start, in order of preference: ``warm``'s potentials (given at most
+        ``_WARM_BUDGET`` steps to converge), exact OT potentials when ε is small
+        against the cost range (not for symmetric self terms), else ε-scaling
+        from a flat start. ``diagnostics["start"]`` says which one produced the result.
+        """
+        res, start, spent = None, "", 0
+        previous = warm.get(p, q) if warm is not None else None
+        if previous is not None:
+            res = self._solve(cost, p, q, previous, min(self.max_iter, _WARM_BUDGET))
+            start, spent = "warm", res.n_iter
+            if not res.converged:
+                res = None
+        if res is None:
+            init = None if symmetric else _exact_start(cost, self.reg)
+            res = self._solve(cost, p, q, init, self.max_iter)
+            start = "exact" if init is not None else "cold"
+        if warm is not None and res.converged:
+            warm.put(p, q, res.f, res.g)
         plan = res.plan
         if self.debiased:
             value = _attach(res.entropic_cost, p, q, w, lambda: plan)
@@ -151,7 +203,8 @@ class SinkhornOuter:
         diagnostics = {
             "solver": "sinkhorn",
             "converged": res.converged,
-            "n_iter": res.n_iter,
+            "start": start,
+            "n_iter": res.n_iter + (spent if start != "warm" else 0),  # a failed warm attempt counts
             "n_cg": res.n_cg,
             "n_kernel": res.n_kernel,
             "marginal_error": res.marginal_error,
@@ -160,6 +213,41 @@ class SinkhornOuter:
             "class_mass": block_sums(plan, p, q),
         }
         return value, diagnostics
+
+
+    def _solve(self, cost: torch.Tensor, p: LabelledSet, q: LabelledSet,
+               init: Optional[tuple[torch.Tensor, torch.Tensor]], max_iter: int) -> Any:
+        return sinkhorn(cost, self.reg, tol=self.tol, max_iter=max_iter, row_groups=p.codes, col_groups=q.codes,
+                        init=init)
+
+
+_WARM_BUDGET = 1000
+"""Steps a warm start gets to converge before the solve restarts from exact potentials."""
+
+_EXACT_START_BELOW = 1e-2
+"""Start Sinkhorn from exact OT potentials when ε is below this fraction of the cost range."""
+
+
+def _exact_start(cost: torch.Tensor, eps: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """Return exact OT dual potentials of ``cost`` as a Sinkhorn start, or None (ε large, or no optimum).
+
+    At ε ≪ the cost range the entropic potentials are within O(ε·log n) of
+    exact ones, and Sinkhorn's ε-scaling from a flat start stalls there
+    (measured: 5,000 × 1,000 points, d = 384, ε = 0.1: cold start stuck at
+    an L1 marginal error of 4e-3 after 5,000 steps and 8.6 s; from the
+    network simplex's potentials (1.3 s) converged to 7e-5 in 119 steps
+    and 0.6 s). Exact potentials are dual feasible (f ⊕ g ≤ C), so the first
+    kernel cannot overflow. Symmetric self terms keep the cold start: their
+    exact plan is the identity, whose potentials are maximally degenerate.
+    """
+    lo, hi = float(cost.min()), float(cost.max())
+    if eps >= _EXACT_START_BELOW * (hi - lo):
+        return None
+    duals = exact_duals(cost.detach().cpu().numpy())
+    if duals is None:
+        return None
+    return (torch.as_tensor(duals[0], dtype=cost.dtype, device=cost.device),
+            torch.as_tensor(duals[1], dtype=cost.dtype, device=cost.device))
 
 
 OUTER_METHODS: dict[str, type] = {"emd": ExactOuter, "sinkhorn": SinkhornOuter}

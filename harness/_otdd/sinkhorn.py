@@ -167,22 +167,43 @@ def _coarse_shift(mass: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nd
 
     mass : (k_p, k_q) class-block masses of the current plan. This maximises
     the dual over shifts of g that are constant on each column class, the
-    direction in which Sinkhorn moves mass between classes slowest.
+    direction in which Sinkhorn moves mass between classes slowest. Solved
+    by matrix scaling in the linear domain (the masses are plain floats
+    already); the log domain is the fallback when a scaling leaves the
+    floating-point range.
     """
+    u = np.ones(mass.shape[0])
+    v = np.ones(mass.shape[1])
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        for _ in range(_COARSE_ITER):  # a partial solve is still an ascent step
+            u = rows / (mass @ v)
+            v_next = cols / (mass.T @ u)
+            done = np.max(np.abs(v_next / v - 1.0)) < 1e-9
+            v = v_next
+            if done:
+                break
+        beta = np.log(v)
+    if not np.all(np.isfinite(beta)):
+        beta = _coarse_shift_log(mass, rows, cols)
+    beta -= beta.mean()
+    return np.clip(beta, -_TAU, _TAU)
+
+
+def _coarse_shift_log(mass: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Return :func:`_coarse_shift`'s β (not centred) by log-domain scaling."""
     with np.errstate(divide="ignore"):
         log_mass = np.log(mass)
     log_rows, log_cols = np.log(rows), np.log(cols)
     alpha = np.zeros(mass.shape[0])
     beta = np.zeros(mass.shape[1])
-    for _ in range(_COARSE_ITER):  # a partial solve is still an ascent step
+    for _ in range(_COARSE_ITER):
         alpha = log_rows - _logsumexp(log_mass + beta[None, :], axis=1)
         beta_next = log_cols - _logsumexp(log_mass + alpha[:, None], axis=0)
         done = np.max(np.abs(beta_next - beta)) < 1e-9
         beta = beta_next
         if done:
             break
-    beta -= beta.mean()
-    return np.clip(beta, -_TAU, _TAU)
+    return beta
 
 
 def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -199,6 +220,7 @@ def sinkhorn(
     max_iter: int,
     row_groups: Optional[torch.Tensor] = None,
     col_groups: Optional[torch.Tensor] = None,
+    init: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> SinkhornResult:
     """Return the entropic OT solution between uniform weights for an (n, m) float64 cost at ε = ``eps``.
 
@@ -216,10 +238,14 @@ def sinkhorn(
         if k_p > 1 and k_q > 1:
             coarse = _Coarse(row_groups, col_groups, k_p, k_q, n, m, cost.dtype)
     lo, hi = float(cost.min()), float(cost.max())
-    f = cost.new_full((n,), lo / 2)
-    g = cost.new_full((m,), lo / 2)
+    if init is None:
+        f = cost.new_full((n,), lo / 2)
+        g = cost.new_full((m,), lo / 2)
+        eps_k = max(hi - lo, eps)
+    else:  # warm start: potentials of a nearby problem, straight at the target ε
+        f, g = init
+        eps_k = eps
     kernel = _Kernel(cost)
-    eps_k = max(hi - lo, eps)
     n_iter = n_cg = 0
     err = math.inf
     while True:

@@ -236,11 +236,28 @@ def test_debiased_divergence_of_identical_data_is_zero() -> None:
 )
 def test_cached_source_matches_dataset_distance(settings: dict[str, Any]) -> None:
     xs, ys, xt, yt = _toy(40, 25, 5, ks=4, kt=3, seed=9)
-    source = OTDDSource(xs, ys, reg=0.1, **settings)
+    # A tight tolerance: the cached source starts Sinkhorn from the previous call's
+    # potentials, so the two paths agree to what the solver converged to, not bit for bit.
+    source = OTDDSource(xs, ys, reg=0.1, tol=1e-10, **settings)
     for shift in (0.0, 0.5):
         torch.testing.assert_close(
-            source.distance(xt + shift, yt), dataset_distance(xs, ys, xt + shift, yt, reg=0.1, **settings)
+            source.distance(xt + shift, yt), dataset_distance(xs, ys, xt + shift, yt, reg=0.1, tol=1e-10, **settings)
         )
+
+
+def test_cached_source_starts_sinkhorn_from_the_previous_call() -> None:
+    xs, ys, xt, yt = _toy(60, 40, 5, ks=3, kt=3, seed=4)
+    source = OTDDSource(xs, ys, inner="gaussian", outer="sinkhorn", reg=0.01, debiased=True)
+    _, first = source.distance(xt, yt, log=True)
+    _, second = source.distance(xt + 0.05, yt, log=True)
+    assert first["start"] == "exact" and second["start"] == "warm"
+    assert first["converged"] and second["converged"]
+    _, other = source.distance(xt[:30], yt[:30], log=True)  # another layout: no warm start
+    assert other["start"] == "exact" and other["converged"]
+    _, cold = dataset_distance(xs, ys, xt + 0.05, yt, inner="gaussian", outer="sinkhorn", reg=0.01,
+                               debiased=True, log=True)
+    assert cold["start"] == "exact"
+    np.testing.assert_allclose(second["value"], cold["value"], rtol=1e-6)
 
 
 def test_log_holds_diagnostics() -> None:
