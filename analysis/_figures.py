@@ -39,21 +39,40 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y: str = "test_score") -> Path | None:
+_MAX_LEGEND = 8  # configurations coloured apart; more are drawn in one colour
+
+
+def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y: str = "test_score",
+                      by: Sequence[str] = ()) -> Path | None:
     """Return ``path`` after drawing ``y`` against ``x`` per task with an OLS line and its 95% CI band.
 
-    Input: the tidy trials frame (columns ``task``, ``x``, ``y``). Returns None when no task has
-    two distinct ``x`` values.
+    Input: the tidy trials frame (columns ``task``, ``x``, ``y`` and the ``by`` columns). Points
+    are coloured by configuration (the combination of the ``by`` columns, at most
+    ``_MAX_LEGEND`` of them), so that trials of different settings, e.g. OTDD to different
+    proxies, are told apart. Returns None when no task has two distinct ``x`` values.
     """
-    data = df[["task", x, y]].dropna()
+    by = [c for c in by if c in df.columns and df[c].nunique(dropna=False) > 1]
+    data = df[["task", x, y, *by]].dropna(subset=["task", x, y])
     tasks = [t for t, part in data.groupby("task", sort=True) if part[x].nunique() >= 2]
     if not tasks:
         return None
+    config = (data[by].astype(str).apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+              if by else pd.Series("", index=data.index))
+    names = sorted(config.unique())
+    colours = {name: f"C{i}" for i, name in enumerate(names)} if 1 < len(names) <= _MAX_LEGEND else {}
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks):
         part = data[data["task"] == task]
         xs, ys = part[x].to_numpy(float), part[y].to_numpy(float)
-        ax.scatter(xs, ys, s=8, alpha=0.4 if xs.size > 200 else 0.8, color="tab:blue", linewidths=0)
+        alpha = 0.4 if xs.size > 200 else 0.85
+        if colours:
+            for name in names:
+                mask = (config[part.index] == name).to_numpy()
+                if mask.any():
+                    ax.scatter(xs[mask], ys[mask], s=22, alpha=alpha, color=colours[name], linewidths=0, label=name)
+            ax.legend(fontsize=7, loc="best")
+        else:
+            ax.scatter(xs, ys, s=14, alpha=alpha, color="tab:blue", linewidths=0)
         if xs.size >= 3:
             fit = sm.OLS(ys, sm.add_constant(xs)).fit()
             grid = np.linspace(xs.min(), xs.max(), 50)
@@ -66,11 +85,14 @@ def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y:
     return _save(fig, path)
 
 
+_MAX_SEED_POINTS = 30  # per-seed values are drawn beside the mean up to this many seeds
+
+
 def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_score",
                   levels: Sequence[object] | None = None) -> Path | None:
     """Return ``path`` after drawing the mean ``y`` per level of ``factor`` with 95% t CIs over seeds, per task.
 
-    Input: the tidy trials frame (``task``, ``seed``, ``factor``, ``y``); other factors are averaged
+    Each seed's value (grey, beside the mean) is drawn too when there are few seeds. Input: the tidy trials frame (``task``, ``seed``, ``factor``, ``y``); other factors are averaged
     within each (level, seed) first. Returns None when the factor has no recorded level.
     """
     data = df.dropna(subset=[y, factor])
@@ -92,6 +114,8 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_s
             means.append(vals.mean())
             sem = vals.std(ddof=1) / math.sqrt(vals.size) if vals.size > 1 else math.nan
             half.append(stats.t.ppf(0.975, vals.size - 1) * sem if vals.size > 1 else 0.0)
+            if vals.size <= _MAX_SEED_POINTS:  # few seeds: show each seed's value beside the mean
+                ax.scatter(np.full(vals.size, i + 0.12), vals, s=12, color="0.45", linewidths=0, zorder=3)
         ax.errorbar(pos, means, yerr=half, fmt="o", capsize=4, color="tab:blue")
         ax.set_xticks(range(len(order)), order, rotation=30 if max(map(len, order)) > 6 else 0)
         ax.set_title(str(task))

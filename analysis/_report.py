@@ -58,6 +58,10 @@ def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int =
     return pd.concat(parts, ignore_index=True)
 
 
+_OTDD_SCALE_FACTORS = ("embedder.proxy", "embedder.proxy_samples", "body.path", "body.pretrained")
+"""Factors that change what OTDD is measured against (the proxy data, the body's embedding space)."""
+
+
 def _pick(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame.columns]].reset_index(drop=True)
 
@@ -84,9 +88,17 @@ def _evidence(doc: Document, data: StudyData, tests: pd.DataFrame, out: Path, y:
     doc.table(_pick(evidence, ["claim", "task", "variant", "level", "reference", "n", "estimate", "ci_low",
                                "ci_high", "statistic", "p_adj", "p_margin_adj", "verdict", "note"]))
     doc.heading(2, "Does OTDD after alignment predict the score?")
-    path = otdd_score_figure(df, out / "otdd_vs_score.png", y=y)
+    varying = _varying(df)
+    path = otdd_score_figure(df, out / "otdd_vs_score.png", y=y, by=varying)
     if path:
-        doc.image(path, f"{y} against OTDD after alignment, per task, with an OLS line and its 95% CI band.")
+        doc.image(path, f"{y} against OTDD after alignment, per task, with an OLS line and its 95% CI band"
+                  + (f"; colour: {', '.join(varying)}." if varying else "."))
+    scales = [f for f in varying if f in _OTDD_SCALE_FACTORS]
+    if scales:
+        doc.para(f"Caution: this study varies {', '.join(f'`{f}`' for f in scales)}, so OTDD is measured "
+                 f"against different reference data or in different embedding spaces across its configurations; "
+                 f"values of different levels are not on one scale, and a correlation pooled over them mixes "
+                 f"the two. Read the trial-level rows within each level's colour, not across.")
     corr = tests[tests["test"] == "correlation"]
     doc.table(_pick(corr, ["task", "variant", "method", "n", "statistic", "ci_low", "ci_high", "p_val", "p_kind",
                            "p_adj", "note"]))
@@ -95,7 +107,7 @@ def _evidence(doc: Document, data: StudyData, tests: pd.DataFrame, out: Path, y:
         slug = "".join(ch if ch.isalnum() else "_" for ch in factor)
         path = factor_figure(df, factor, out / f"factor_{slug}.png", y=y)
         if path:
-            doc.image(path, f"Mean {y} per level of {factor} with 95% t CIs over seeds, per task.")
+            doc.image(path, f"Mean {y} per level of {factor} with 95% t CIs over seeds (grey: each seed), per task.")
         rows = tests[tests["factor"] == factor]
         doc.para("Contrasts against the reference level (per-seed means, Holm-corrected over the factor):")
         doc.table(_pick(rows[rows["test"] == "contrast"],

@@ -109,3 +109,38 @@ def test_cli_missing_study_is_exit_2_with_a_message(failing: tuple[str, Path],
     assert main(["report", "--storage", url, "--study", "nope", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert "orca-ablate report: error: no study 'nope'" in err and "['s']" in err
+
+
+def test_report_warns_that_otdd_to_different_proxies_is_not_one_scale(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    assert "Caution: this study varies `embedder.proxy`" in text
+    assert "95% CI band; colour: embedder.proxy, embedder.epochs, finetune.freeze." in text
+
+
+def test_otdd_figure_colours_configurations_and_factor_figure_shows_seeds(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from analysis import _figures
+
+    rows = [{"task": "t", "seed": s, "embedder.proxy": p, "otdd_after": 1.0 + 0.1 * s + (0.5 if p == "fake" else 0),
+             "test_score": 0.5 + 0.01 * s} for s in range(4) for p in ("vocab", "fake")]
+    df = pd.DataFrame(rows)
+    drawn: list[Figure] = []
+    real_save = _figures._save
+
+    def keep(fig: Figure, path: Path) -> Path:
+        drawn.append(fig)
+        return real_save(fig, path)
+
+    _figures._save = keep
+    try:
+        assert _figures.otdd_score_figure(df, tmp_path / "a.png", by=["embedder.proxy"]) is not None
+        assert _figures.factor_figure(df, "embedder.proxy", tmp_path / "b.png") is not None
+        assert _figures.otdd_score_figure(df, tmp_path / "c.png") is not None
+    finally:
+        _figures._save = real_save
+    labels = sorted(t.get_text() for t in drawn[0].axes[0].get_legend().get_texts())
+    assert labels == ["embedder.proxy=fake", "embedder.proxy=vocab"]
+    seed_points = [c for c in drawn[1].axes[0].collections if len(c.get_offsets()) == 4]
+    assert len(seed_points) == 2  # four seeds beside each of the two means
+    assert drawn[2].axes[0].get_legend() is None  # no grouping asked: one colour, no legend
