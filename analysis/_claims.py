@@ -13,7 +13,7 @@ import pandas as pd
 from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
 from analysis._contrasts import Contrast, compare, level_text, ordered_levels, per_seed, spec_levels
 from analysis._correlation import correlation_tests
-from analysis._load import factor_columns
+from analysis._load import factor_columns, otdd_scale_factors
 from analysis._resampling import RandomState, adjust_pvalues, as_generator
 from analysis._verdicts import (
     CONTRADICTED,
@@ -248,8 +248,16 @@ def _claim_4(s: _Setup) -> list[dict[str, Any]]:
     # Orient every task so that higher is better; then "predictive" means a negative rank correlation.
     oriented = pd.concat([part.assign(_better=_sign(part) * part[s.y]) for _, part in _tasks(s)])
     oriented.attrs = dict(s.df.attrs)
+    # OTDD to different proxies (or in different bodies' spaces) is not one scale: correlate
+    # within each level of such factors, pooling the strata as the pooled row pools tasks.
+    scales = otdd_scale_factors(s.df)
+    configs = factor_columns(s.df)
+    if scales:
+        oriented["task"] = oriented["task"].astype(str) + oriented[scales].apply(
+            lambda r: "".join(f" | {c}={level_text(v)}" for c, v in r.items()), axis=1)
+        configs = [c for c in configs if c not in scales]
     table = correlation_tests(oriented, x="otdd_after", y="_better", aggregate="config", n_resamples=s.n_resamples,
-                              random_state=s.rng, correction="holm", config_columns=factor_columns(s.df))
+                              random_state=s.rng, correction="holm", config_columns=configs)
     rows, by_task = [], {}
     for rec in table.to_dict("records"):
         rec = {k: v for k, v in rec.items() if k not in _CLAIM_OWNED}
@@ -266,7 +274,9 @@ def _claim_4(s: _Setup) -> list[dict[str, Any]]:
         verdict = pooled[0]["verdict"]
         if verdict == CONTRADICTED and SUPPORTED in by_task.values():
             verdict, note = INCONCLUSIVE, "pooled correlation predictive but not in every task: " + note
-    note = f"seeds averaged per configuration; predictive = negative Spearman rho; weak below {s.rho_weak}; {note}"
+    within = f" within levels of {', '.join(scales)} (OTDD scales differ across them)" if scales else ""
+    note = (f"seeds averaged per configuration{within}; predictive = negative Spearman rho; weak below {s.rho_weak}; "
+            f"{note}")
     return [make_row(test="claim", claim="4", hypothesis=CLAIMS["4"], verdict=verdict, task="all", variant="summary",
                      x="otdd_after", y=s.y, n=len(by_task), family="claim 4", note=note), *rows]
 

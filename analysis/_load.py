@@ -16,7 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from analysis._columns import AnalysisError
 
-__all__ = ["StudyData", "load_study", "load_trials", "factor_columns", "OUTCOME_COLUMNS"]
+__all__ = ["StudyData", "load_study", "load_trials", "factor_columns", "otdd_scale_factors", "OTDD_SCALE_FACTORS",
+           "OUTCOME_COLUMNS"]
 
 OUTCOME_COLUMNS: tuple[str, ...] = ("otdd_before", "otdd_after", "val_score", "test_score", "value", "seconds")
 """Numeric columns every trials frame has (NaN where a trial did not record them)."""
@@ -248,3 +249,12 @@ def factor_columns(df: pd.DataFrame) -> list[str]:
     if recorded:
         return [f for f in recorded if f in df.columns]
     return [c for c in df.columns if c not in _RESERVED]
+
+
+OTDD_SCALE_FACTORS = ("embedder.proxy", "embedder.proxy_samples", "body.path", "body.pretrained")
+"""Factors that change what OTDD is measured against: the proxy data, or the body's embedding space."""
+
+
+def otdd_scale_factors(df: pd.DataFrame) -> list[str]:
+    """Return the factors of ``df`` (tidy trials) that vary and change OTDD's scale (``OTDD_SCALE_FACTORS``)."""
+    return [f for f in factor_columns(df) if f in OTDD_SCALE_FACTORS and df[f].nunique(dropna=True) >= 2]

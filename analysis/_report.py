@@ -17,7 +17,7 @@ from analysis._contrasts import level_text, ordered_levels, spec_levels
 from analysis._correlation import correlation_tests
 from analysis._factors import factor_tests
 from analysis._figures import curves_figure, factor_figure, otdd_score_figure, status_figure
-from analysis._load import StudyData, factor_columns, load_study
+from analysis._load import StudyData, factor_columns, load_study, otdd_scale_factors
 from analysis._power import seeds_needed
 from analysis._render import Document, to_html, to_markdown
 
@@ -58,10 +58,6 @@ def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int =
     return pd.concat(parts, ignore_index=True)
 
 
-_OTDD_SCALE_FACTORS = ("embedder.proxy", "embedder.proxy_samples", "body.path", "body.pretrained")
-"""Factors that change what OTDD is measured against (the proxy data, the body's embedding space)."""
-
-
 def _pick(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame.columns]].reset_index(drop=True)
 
@@ -93,12 +89,13 @@ def _evidence(doc: Document, data: StudyData, tests: pd.DataFrame, out: Path, y:
     if path:
         doc.image(path, f"{y} against OTDD after alignment, per task, with an OLS line and its 95% CI band"
                   + (f"; colour: {', '.join(varying)}." if varying else "."))
-    scales = [f for f in varying if f in _OTDD_SCALE_FACTORS]
+    scales = otdd_scale_factors(df)
     if scales:
         doc.para(f"Caution: this study varies {', '.join(f'`{f}`' for f in scales)}, so OTDD is measured "
                  f"against different reference data or in different embedding spaces across its configurations; "
                  f"values of different levels are not on one scale, and a correlation pooled over them mixes "
-                 f"the two. Read the trial-level rows within each level's colour, not across.")
+                 f"the two. Claim 4 is therefore tested within each level (strata named 'task | level'); read the "
+                 f"trial-level rows and the plot within each colour, not across.")
     corr = tests[tests["test"] == "correlation"]
     doc.table(_pick(corr, ["task", "variant", "method", "n", "statistic", "ci_low", "ci_high", "p_val", "p_kind",
                            "p_adj", "note"]))

@@ -115,6 +115,26 @@ def test_claim_4_respects_a_minimised_metric() -> None:
     assert summary(run(df))["4"] == "contradicted"
 
 
+def test_claim_4_is_tested_within_levels_of_factors_that_change_the_otdd_scale() -> None:
+    # Within each body, lower OTDD goes with a better score; the random body's OTDD is on a
+    # larger scale and its scores are higher, so pooling the two bodies reverses the sign.
+    df = trials_frame(tasks=("ecg", "digits"), seeds=(0, 1),
+                      factors={"body.pretrained": [True, False], "embedder.epochs": list(range(8))})
+    rng = np.random.default_rng(0)
+    random_body = df["body.pretrained"] == False  # noqa: E712 - a column comparison
+    df["otdd_after"] = df["embedder.epochs"] * -0.1 + 2.0 + np.where(random_body, 50.0, 0.0)
+    df["test_score"] = 0.6 + 0.01 * df["embedder.epochs"] + np.where(random_body, 0.2, 0.0) \
+        + 0.0001 * rng.normal(size=len(df))
+    out = run(df)
+    assert summary(out)["4"] == "contradicted"  # pooled over bodies it would read "supported"
+    rows = out[(out["claim"] == "4") & (out["variant"] == "correlation")]
+    assert set(rows["task"]) == {"ecg | body.pretrained=True", "ecg | body.pretrained=False",
+                                 "digits | body.pretrained=True", "digits | body.pretrained=False", "all"}
+    assert (rows[rows["task"] != "all"]["n"] == 8).all()
+    note = out[(out["claim"] == "4") & (out["variant"] == "summary")].iloc[0]["note"]
+    assert "within levels of body.pretrained" in note
+
+
 FREEZE = {"finetune.freeze": ["none", "embedder", "body"]}
 
 
