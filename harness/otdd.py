@@ -23,7 +23,9 @@ Outer methods (``outer``), registry :data:`OUTER_METHODS`, and what they return:
   both sides have as many points, else POT's network simplex run to optimality);
 - ``"sinkhorn"``, ``debiased=False``: the transport cost ⟨π_ε, C⟩ of the
   entropic plan at ε = ``reg`` (not the regularised objective), iterated
-  until the plan's L1 marginal error is below ``tol``;
+  until the plan's L1 marginal error is below ``tol`` (when ε is below 1% of
+  the cost range, from the exact OT potentials of the network simplex rather
+  than by ε-scaling from a flat start, which stalls there);
 - ``"sinkhorn"``, ``debiased=True``: the Sinkhorn divergence
   S = OT_ε(D, D') − ½OT_ε(D, D) − ½OT_ε(D', D'), with
   OT_ε = min_π ⟨π, C⟩ + ε·KL(π | a⊗b), the quantity ORCA's code minimises.
