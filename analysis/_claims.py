@@ -13,7 +13,7 @@ import pandas as pd
 from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
 from analysis._contrasts import Contrast, compare, level_text, ordered_levels, per_seed, spec_levels
 from analysis._correlation import correlation_tests
-from analysis._load import factor_columns, otdd_scale_factors
+from analysis._load import factor_columns, otdd_strata
 from analysis._resampling import RandomState, adjust_pvalues, as_generator
 from analysis._verdicts import (
     CONTRADICTED,
@@ -250,12 +250,8 @@ def _claim_4(s: _Setup) -> list[dict[str, Any]]:
     oriented.attrs = dict(s.df.attrs)
     # OTDD to different proxies (or in different bodies' spaces) is not one scale: correlate
     # within each level of such factors, pooling the strata as the pooled row pools tasks.
-    scales = otdd_scale_factors(s.df)
-    configs = factor_columns(s.df)
-    if scales:
-        oriented["task"] = oriented["task"].astype(str) + oriented[scales].apply(
-            lambda r: "".join(f" | {c}={level_text(v)}" for c, v in r.items()), axis=1)
-        configs = [c for c in configs if c not in scales]
+    oriented, scales = otdd_strata(oriented)
+    configs = [c for c in factor_columns(s.df) if c not in scales]
     table = correlation_tests(oriented, x="otdd_after", y="_better", aggregate="config", n_resamples=s.n_resamples,
                               random_state=s.rng, correction="holm", config_columns=configs)
     rows, by_task = [], {}

@@ -189,7 +189,7 @@ def _one(m: CorrelationMethod, x: np.ndarray, y: np.ndarray, g: np.ndarray, *, n
     else:
         low, high, note = _bootstrap_ci(m, px, py, g, confidence, n_resamples, rng)
     if n_groups > 1:
-        note = f"pooled within {n_groups} tasks (ranks/centring and permutations within task); {note}"
+        note = f"pooled within {n_groups} groups (ranks/centring and permutations within each); {note}"
     values = {"statistic": observed, "p_val": p, "p_kind": kind, "ci_low": low, "ci_high": high,
               "effect_size": observed, "note": note}
     return values, null

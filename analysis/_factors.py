@@ -83,9 +83,10 @@ class _TaskModels:
                 warnings.simplefilter("always")
                 result = smf.mixedlm(formula, self.frame, groups=self.frame["seed"]).fit()
                 table = result.wald_test_terms(scalar=True).table
-            notes = sorted({f"{type(w.message).__name__}: {str(w.message).splitlines()[0][:70]}" for w in caught
+            notes = sorted({str(w.message).splitlines()[0][:70] for w in caught
                             if "Convergence" in type(w.message).__name__})
-            self._mixed = (table, formula, "; ".join(notes))
+            note = (f"{len(notes)} ConvergenceWarning(s) from statsmodels, e.g. {notes[-1]}" if notes else "")
+            self._mixed = (table, formula, note)
         table, formula, note = self._mixed
         row = table.loc[f"C({self.names[factor]})"]
         return {"statistic": float(row["statistic"]), "df": float(row["df_constraint"]),

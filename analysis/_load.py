@@ -258,3 +258,22 @@ OTDD_SCALE_FACTORS = ("embedder.proxy", "embedder.proxy_samples", "body.path", "
 def otdd_scale_factors(df: pd.DataFrame) -> list[str]:
     """Return the factors of ``df`` (tidy trials) that vary and change OTDD's scale (``OTDD_SCALE_FACTORS``)."""
     return [f for f in factor_columns(df) if f in OTDD_SCALE_FACTORS and df[f].nunique(dropna=True) >= 2]
+
+
+def otdd_strata(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Return (``df`` with ``task`` refined by the OTDD-scale factors' levels, those factors).
+
+    Input: a tidy trials frame. When the study varies a factor of ``OTDD_SCALE_FACTORS``, OTDD
+    values of its levels are distances to different data (or in different spaces), so OTDD
+    correlations are taken within ``"task | factor=level"`` strata; otherwise ``df`` is returned as is.
+    """
+    from analysis._contrasts import level_text
+
+    scales = otdd_scale_factors(df)
+    if not scales:
+        return df, []
+    out = df.copy()
+    out["task"] = out["task"].astype(str) + out[scales].apply(
+        lambda r: "".join(f" | {c}={level_text(v)}" for c, v in r.items()), axis=1)
+    out.attrs = dict(df.attrs)
+    return out, scales

@@ -17,7 +17,7 @@ from analysis._contrasts import level_text, ordered_levels, spec_levels
 from analysis._correlation import correlation_tests
 from analysis._factors import factor_tests
 from analysis._figures import curves_figure, factor_figure, otdd_score_figure, status_figure
-from analysis._load import StudyData, factor_columns, load_study, otdd_scale_factors
+from analysis._load import StudyData, factor_columns, load_study, otdd_scale_factors, otdd_strata
 from analysis._power import seeds_needed
 from analysis._render import Document, to_html, to_markdown
 
@@ -48,9 +48,11 @@ def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int =
     factors = _varying(df)
     seeds = iter(np.random.SeedSequence(random_state).generate_state(4).tolist())
     parts = [claims(df, margin=margin, y=y, n_resamples=n_resamples, random_state=next(seeds))]
+    strata, scales = otdd_strata(df)  # OTDD of different proxies/bodies: correlated within each level
+    configs = [c for c in factor_columns(df) if c not in scales]
     for aggregate in ("trial", "config"):
-        parts.append(correlation_tests(df, x="otdd_after", y=y, aggregate=aggregate, n_resamples=n_resamples,
-                                       random_state=next(seeds)))
+        parts.append(correlation_tests(strata, x="otdd_after", y=y, aggregate=aggregate, n_resamples=n_resamples,
+                                       random_state=next(seeds), config_columns=configs))
     # One call for every factor, so each task's OLS and mixed models are fitted once.
     parts.append(factor_tests(df, factors, y=y, n_resamples=n_resamples, random_state=next(seeds)))
     for factor in factors:
@@ -94,8 +96,8 @@ def _evidence(doc: Document, data: StudyData, tests: pd.DataFrame, out: Path, y:
         doc.para(f"Caution: this study varies {', '.join(f'`{f}`' for f in scales)}, so OTDD is measured "
                  f"against different reference data or in different embedding spaces across its configurations; "
                  f"values of different levels are not on one scale, and a correlation pooled over them mixes "
-                 f"the two. Claim 4 is therefore tested within each level (strata named 'task | level'); read the "
-                 f"trial-level rows and the plot within each colour, not across.")
+                 f"the two. The correlations below and claim 4 are therefore taken within each level (strata "
+                 f"named 'task | factor=level'); read the plot within each colour, not across.")
     corr = tests[tests["test"] == "correlation"]
     doc.table(_pick(corr, ["task", "variant", "method", "n", "statistic", "ci_low", "ci_high", "p_val", "p_kind",
                            "p_adj", "note"]))
