@@ -19,8 +19,13 @@ Inner methods (``inner``), registry :data:`INNER_METHODS`:
   ridge anywhere).
 
 Outer methods (``outer``), registry :data:`OUTER_METHODS`, and what they return:
-- ``"emd"``: the exact optimal transport cost min_π ⟨π, C⟩ (assignment when
-  both sides have as many points, else POT's network simplex run to optimality);
+- ``"emd"``: the exact optimal transport cost min_π ⟨π, C⟩. With the exact
+  inner method and at least 250,000 entries, POT's network simplex runs on a
+  growing edge set (the class-pair plans, whose union carries a feasible
+  plan, and each row's 4 cheapest columns), adding every entry that prices
+  out negatively against the solve's duals until none does — then the plan
+  is optimal for the dense problem; otherwise assignment when both sides
+  have as many points, else the dense network simplex run to optimality;
 - ``"sinkhorn"``, ``debiased=False``: the transport cost ⟨π_ε, C⟩ of the
   entropic plan at ε = ``reg`` (not the regularised objective), iterated
   until the plan's L1 marginal error is below ``tol`` (when ε is below 1% of
@@ -37,9 +42,12 @@ outer), the debiased divergence likewise, the entropic transport cost by
 implicit differentiation of its plan.
 
 Memory: the (n_s, n_t) float64 cost matrix is built once, in the buffer of
-the squared distances, and the exact solvers return sparse plans, so an
-exact n_s = n_t = 10,000 solve holds one 800 MB matrix (the network simplex,
-used when n_s ≠ n_t, needs about four times that again internally).
+the squared distances; the exact solvers return sparse plans and the pricing
+passes of the sparse solve go over the matrix in 32 MB chunks, so an exact
+n_s = n_t = 10,000 solve holds one 800 MB matrix (measured peak 1.36 GB of
+resident memory). The dense network simplex, used for the Gaussian inner
+method's exact outer solve when n_s ≠ n_t, needs about four times the matrix
+again internally.
 """
 
 from __future__ import annotations

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from .chain import ground_cost, sqdist
 from .data import LabelledSet
 from .inner import InnerMethod
-from .outer import OuterMethod, WarmSlot
+from .outer import Candidates, OuterMethod, WarmSlot
 
 
 @dataclass(frozen=True)
@@ -23,17 +24,23 @@ class Settings:
 
 
 def _cost(p: LabelledSet, p_stats: object, q: LabelledSet, q_stats: object, inner: InnerMethod, symmetric: bool
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the (k_p, k_q) label distances and the (n_p, n_q) ground cost (one buffer)."""
+          ) -> tuple[torch.Tensor, torch.Tensor, Optional[Candidates]]:
+    """Return the (k_p, k_q) label distances, the (n_p, n_q) ground cost (one buffer) and candidate edges.
+
+    The candidates are the entries of the inner method's class-pair plans (exact inner
+    only), on which the exact outer solver starts; None otherwise.
+    """
     d2 = sqdist(p.x, q.x)
-    w = inner.distances(p, p_stats, q, q_stats, d2, symmetric=symmetric)
-    return w, ground_cost(d2, w, p, q)
+    support: list[np.ndarray] = []
+    w = inner.distances(p, p_stats, q, q_stats, d2, symmetric=symmetric, support=support)
+    candidates = (support[0], support[1]) if support else None
+    return w, ground_cost(d2, w, p, q), candidates
 
 
 def self_term(s: LabelledSet, stats: object, settings: Settings, warm: Optional[WarmSlot] = None
               ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Return OT_ε(s, s), the self-transport term of a debiased Sinkhorn divergence, and diagnostics."""
-    w, cost = _cost(s, stats, s, stats, settings.inner, True)
+    w, cost, _ = _cost(s, stats, s, stats, settings.inner, True)
     return settings.outer.transport(s, s, w, cost, symmetric=True, warm=warm)
 
 
@@ -58,8 +65,9 @@ def _pair(
     part: str,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     q_stats = settings.inner.summarize(q)
-    w, cost = _cost(p, p_stats, q, q_stats, settings.inner, False)
-    value, diag = settings.outer.transport(p, q, w, cost, warm=warm.slot(f"cross{part}") if warm else None)
+    w, cost, candidates = _cost(p, p_stats, q, q_stats, settings.inner, False)
+    value, diag = settings.outer.transport(p, q, w, cost, warm=warm.slot(f"cross{part}") if warm else None,
+                                           candidates=candidates)
     del cost
     diag = dict(diag, label_distances=w.detach())
     if settings.outer.debiased:

@@ -39,11 +39,14 @@ class InnerMethod(Protocol):
         d2: Optional[torch.Tensor],
         *,
         symmetric: bool = False,
+        support: Optional[list[np.ndarray]] = None,
     ) -> torch.Tensor:
         """Return the (k_p, k_q) float64 label distances, differentiable w.r.t. p.x and q.x.
 
         d2 : (n_p, n_q) squared distances (required when ``needs_sqdist``).
         ``symmetric`` says that q is p (a self term): the diagonal is zero.
+        ``support``, when given, receives the (rows, cols) index arrays of the
+        entries that the method's own class-pair plans use, if it has any.
         """
         ...
 
@@ -76,6 +79,7 @@ class ExactInner:
         d2: Optional[torch.Tensor],
         *,
         symmetric: bool = False,
+        support: Optional[list[np.ndarray]] = None,
     ) -> torch.Tensor:
         """Return the (k_p, k_q) exact label distances solved on class blocks of ``d2``."""
         if d2 is None:
@@ -89,6 +93,8 @@ class ExactInner:
                 w[b, a] = plan.value
         device = p.x.device
         value = torch.as_tensor(w, device=device)
+        if support is not None and plans and not symmetric:
+            support += [np.concatenate([pl.rows for pl in plans]), np.concatenate([pl.cols for pl in plans])]
         if not plans:
             return value
         pair_a = np.concatenate([np.full(pl.rows.shape[0], a) for (a, _), pl in zip(pairs, plans)])
@@ -170,8 +176,9 @@ class GaussianInner:
         d2: Optional[torch.Tensor],
         *,
         symmetric: bool = False,
+        support: Optional[list[np.ndarray]] = None,
     ) -> torch.Tensor:
-        """Return the (k_p, k_q) Gaussian label distances from the two statistics."""
+        """Return the (k_p, k_q) Gaussian label distances from the two statistics (no ``support``)."""
         assert isinstance(p_stats, GaussianStats) and isinstance(q_stats, GaussianStats)
         diff = p_stats.means[:, None, :] - q_stats.means[None, :, :]
         w = (diff * diff).sum(-1) + p_stats.traces[:, None] + q_stats.traces[None, :]

@@ -15,8 +15,15 @@ import torch
 
 from .chain import SparseWeights, Weights, block_sums, linearised
 from .data import LabelledSet
-from .exact import exact_duals, solve_exact
+from .exact import exact_duals, solve_exact, solve_exact_sparse
 from .sinkhorn import sinkhorn, transport_cost_gradient
+
+
+Candidates = tuple[np.ndarray, np.ndarray]
+"""(rows, cols) index arrays of entries whose union carries a feasible plan."""
+
+_SPARSE_FROM = 250_000
+"""Exact solves of at least this many entries start from candidate edges when they are given."""
 
 
 class WarmSlot:
@@ -63,13 +70,16 @@ class OuterMethod(Protocol):
         *,
         symmetric: bool = False,
         warm: Optional[WarmSlot] = None,
+        candidates: Optional[Candidates] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Return the 0-dim float64 transport value (with autograd edges) and diagnostics.
 
         w : (k_p, k_q) label distances the (n_p, n_q) ``cost`` was built from.
         ``symmetric`` says that q is p; such calls only happen when ``debiased``.
         ``warm`` holds the potentials of the previous solve of a similar problem
-        (a cached source against a changing target); methods may ignore it.
+        (a cached source against a changing target); ``candidates`` are entries
+        whose union carries a feasible plan (the exact inner method's class-pair
+        plans); methods may ignore either.
         """
         ...
 
@@ -116,9 +126,19 @@ class ExactOuter:
         *,
         symmetric: bool = False,
         warm: Optional[WarmSlot] = None,
+        candidates: Optional[Candidates] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Return the exact transport cost and diagnostics (solver, class_mass, converged); ``warm`` is unused."""
-        plan = solve_exact(cost.detach().cpu().numpy())
+        """Return the exact transport cost and diagnostics (solver, class_mass, converged); ``warm`` is unused.
+
+        With ``candidates`` and at least ``_SPARSE_FROM`` entries the network simplex runs on
+        a growing edge set priced against its duals (:func:`solve_exact_sparse`), else on the
+        dense matrix (or as an assignment when both sides have as many points).
+        """
+        matrix = cost.detach().cpu().numpy()
+        if candidates is not None and not symmetric and matrix.size >= _SPARSE_FROM:
+            plan = solve_exact_sparse(matrix, *candidates)
+        else:
+            plan = solve_exact(matrix)
         device = p.x.device
         weights = SparseWeights(
             torch.as_tensor(plan.rows, device=device),
@@ -175,6 +195,7 @@ class SinkhornOuter:
         *,
         symmetric: bool = False,
         warm: Optional[WarmSlot] = None,
+        candidates: Optional[Candidates] = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Return OT_ε (debiased) or ⟨π_ε, C⟩ and diagnostics (iterations, marginal error, class_mass).
 

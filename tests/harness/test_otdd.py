@@ -358,3 +358,67 @@ def test_mixed_devices_raise() -> None:
     xs, ys, xt, yt = _toy(8, 6, 3, ks=2, kt=2)
     with pytest.raises(ValueError, match="different devices"):
         dataset_distance(xs, ys, xt.to("meta"), yt)
+
+
+# --------------------------------------------------------------------------- sparse exact outer
+
+
+def _cost_of(xs: torch.Tensor, ys: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> np.ndarray:
+    w = label_distances(xs, ys, xt, yt, inner="exact").numpy()
+    return 0.5 * ot.dist(xs.numpy(), xt.numpy()) + 0.5 * w[ys.numpy()][:, yt.numpy()]
+
+
+def test_large_exact_solves_price_out_to_the_dense_optimum() -> None:
+    # 600 x 540 entries: above the size where the outer solve starts from the class-pair plans.
+    xs, ys, xt, yt = _toy(600, 540, 6, ks=5, kt=4, seed=12)
+    value, log = dataset_distance(xs, ys, xt, yt, inner="exact", outer="emd", log=True)
+    assert log["solver"] == "network_simplex_sparse"
+    expected = ot.emd2(np.full(600, 1 / 600), np.full(540, 1 / 540), _cost_of(xs, ys, xt, yt), numItermax=10**8)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-12)
+    np.testing.assert_allclose(float(log["class_mass"].sum()), 1.0, rtol=1e-12)
+
+
+def test_sparse_solver_reaches_the_optimum_from_a_poor_feasible_start() -> None:
+    from harness._otdd.exact import solve_exact, solve_exact_sparse
+
+    rng = np.random.default_rng(3)
+    cost = rng.random((300, 200)) * 10
+    # A staircase (north-west corner) plan is feasible but far from optimal.
+    rows, cols, i, j = [], [], 0, 0
+    while i < 300 and j < 200:
+        rows.append(i)
+        cols.append(j)
+        if (i + 1) * 200 < (j + 1) * 300:
+            i += 1
+        elif (i + 1) * 200 > (j + 1) * 300:
+            j += 1
+        else:
+            i, j = i + 1, j + 1
+    plan = solve_exact_sparse(cost, np.array(rows), np.array(cols))
+    dense = solve_exact(cost)
+    assert plan.solver == "network_simplex_sparse"
+    np.testing.assert_allclose(plan.value, dense.value, rtol=1e-12)
+    np.testing.assert_allclose(np.bincount(plan.rows, plan.vals, minlength=300), 1 / 300, rtol=1e-9)
+    np.testing.assert_allclose(np.bincount(plan.cols, plan.vals, minlength=200), 1 / 200, rtol=1e-9)
+
+
+def test_sparse_solver_falls_back_to_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness._otdd import exact
+
+    monkeypatch.setattr(exact, "_MAX_ROUNDS", 0)
+    xs, ys, xt, yt = _toy(600, 540, 6, ks=5, kt=4, seed=12)
+    value, log = dataset_distance(xs, ys, xt, yt, inner="exact", outer="emd", log=True)
+    assert log["solver"] == "network_simplex"
+    expected = ot.emd2(np.full(600, 1 / 600), np.full(540, 1 / 540), _cost_of(xs, ys, xt, yt), numItermax=10**8)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-12)
+
+
+def test_sparse_outer_gradient_is_the_optimal_plan() -> None:
+    xs, ys, xt, yt = _toy(520, 500, 3, ks=2, kt=2, seed=5)
+    xt = xt.clone().requires_grad_(True)
+    value, log = dataset_distance(xs, ys, xt, yt, inner="exact", outer="emd", log=True)
+    assert log["solver"] == "network_simplex_sparse"
+    (grad,) = torch.autograd.grad(value, xt)
+    step = 1e-6 * torch.randn(xt.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    moved = dataset_distance(xs, ys, (xt + step).detach(), yt, inner="exact", outer="emd")
+    np.testing.assert_allclose(float(moved - value.detach()), float((grad * step).sum()), rtol=1e-3, atol=1e-12)
