@@ -207,9 +207,12 @@ class SinkhornOuter:
         res, start, spent = None, "", 0
         previous = warm.get(p, q) if warm is not None else None
         if previous is not None:
-            res = self._solve(cost, p, q, previous, min(self.max_iter, _WARM_BUDGET))
-            start, spent = "warm", res.n_iter
-            if not res.converged:
+            try:
+                res = self._solve(cost, p, q, _feasible(cost, *previous), min(self.max_iter, _WARM_BUDGET))
+                start, spent = "warm", res.n_iter
+            except RuntimeError:  # the moved features left the old potentials unusable: start afresh
+                res = None
+            if res is not None and not res.converged:
                 res = None
         if res is None:
             init = None if symmetric else _exact_start(cost, self.reg)
@@ -242,6 +245,18 @@ class SinkhornOuter:
                init: Optional[tuple[torch.Tensor, torch.Tensor]], max_iter: int) -> Any:
         return sinkhorn(cost, self.reg, tol=self.tol, max_iter=max_iter, row_groups=p.codes, col_groups=q.codes,
                         init=init)
+
+
+def _feasible(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (f, g) with g lowered where needed so that f_i + g_j ≤ C_ij everywhere (no kernel overflow).
+
+    cost : (n, m); f : (n,), g : (m,). Potentials of a previous cost can exceed the
+    new one where features moved; each lowered g_j becomes tight at its column's minimum.
+    """
+    step = max(1, (1 << 22) // max(1, cost.shape[1]))
+    bound = torch.stack([(cost[r0 : r0 + step] - f[r0 : r0 + step, None]).amin(0)
+                         for r0 in range(0, cost.shape[0], step)]).amin(0)
+    return f, torch.minimum(g, bound)
 
 
 _WARM_BUDGET = 1000

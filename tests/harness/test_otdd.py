@@ -245,6 +245,17 @@ def test_cached_source_matches_dataset_distance(settings: dict[str, Any]) -> Non
         )
 
 
+def test_warm_start_survives_a_large_move_of_the_target() -> None:
+    xs, ys, xt, yt = _toy(60, 40, 5, ks=3, kt=3, seed=4)
+    source = OTDDSource(xs, ys, inner="gaussian", outer="sinkhorn", reg=0.01, debiased=True)
+    source.distance(xt, yt)
+    far = xt * 3.0 + 40.0  # old potentials exceed the new cost by far more than log(float max) * eps
+    value, log = source.distance(far, yt, log=True)
+    assert log["converged"] and log["start"] in ("warm", "exact")
+    expected = dataset_distance(xs, ys, far, yt, inner="gaussian", outer="sinkhorn", reg=0.01, debiased=True)
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
+
+
 def test_cached_source_starts_sinkhorn_from_the_previous_call() -> None:
     xs, ys, xt, yt = _toy(60, 40, 5, ks=3, kt=3, seed=4)
     source = OTDDSource(xs, ys, inner="gaussian", outer="sinkhorn", reg=0.01, debiased=True)
