@@ -56,9 +56,14 @@ def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y:
     tasks = [t for t, part in data.groupby("task", sort=True) if part[x].nunique() >= 2]
     if not tasks:
         return None
-    config = (data[by].astype(str).apply(lambda r: ", ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+    config = (data[by].apply(lambda r: ", ".join(f"{c}={level_text(v)}" for c, v in r.items()), axis=1)
               if by else pd.Series("", index=data.index))
-    names = sorted(config.unique())
+    # Legend in the spec's level order (0, 4, 16, 48 rather than text order 0, 16, 4, 48).
+    orders = {c: [level_text(v) for v in ordered_levels(data[c].unique(), spec_levels(df.attrs.get("spec") or {}, c))]
+              for c in by}
+    rank = {name: tuple(orders[c].index(level_text(v)) for c, v in row.items())
+            for name, row in zip(config, data[by].to_dict("records"))} if by else {}
+    names = sorted(config.unique(), key=lambda name: rank.get(name, ()))
     colours = {name: f"C{i}" for i, name in enumerate(names)} if 1 < len(names) <= _MAX_LEGEND else {}
     fig, axes = _grid(len(tasks))
     for ax, task in zip(axes, tasks):
@@ -102,6 +107,9 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_s
         data[factor].unique(), spec_levels(df.attrs.get("spec") or {}, factor)))]
     tasks = sorted(data["task"].unique())
     fig, axes = _grid(len(tasks))
+    if max(map(len, order)) > 6:  # room below the axes for rotated level names and the axis label
+        rows = math.ceil(len(tasks) / max(1, min(len(tasks), 4)))
+        fig.subplots_adjust(bottom=1.3 / (3.2 * rows), hspace=1.2)
     for ax, task in zip(axes, tasks):
         table = per_seed(data[data["task"] == task], factor, y)
         table.columns = [level_text(c) for c in table.columns]
@@ -117,7 +125,9 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_s
             if vals.size <= _MAX_SEED_POINTS:  # few seeds: show each seed's value beside the mean
                 ax.scatter(np.full(vals.size, i + 0.12), vals, s=12, color="0.45", linewidths=0, zorder=3)
         ax.errorbar(pos, means, yerr=half, fmt="o", capsize=4, color="tab:blue")
-        ax.set_xticks(range(len(order)), order, rotation=30 if max(map(len, order)) > 6 else 0)
+        rotate = max(map(len, order)) > 6
+        # Rotated labels end at their tick (ha="right"), so the last one stays inside the figure.
+        ax.set_xticks(range(len(order)), order, rotation=30 if rotate else 0, ha="right" if rotate else "center")
         ax.set_title(str(task))
         ax.set_xlabel(factor)
         ax.set_ylabel(f"mean {y} (95% CI)")

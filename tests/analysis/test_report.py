@@ -144,3 +144,20 @@ def test_otdd_figure_colours_configurations_and_factor_figure_shows_seeds(tmp_pa
     seed_points = [c for c in drawn[1].axes[0].collections if len(c.get_offsets()) == 4]
     assert len(seed_points) == 2  # four seeds beside each of the two means
     assert drawn[2].axes[0].get_legend() is None  # no grouping asked: one colour, no legend
+
+
+def test_otdd_figure_legend_follows_the_level_order(tmp_path: Path) -> None:
+    from analysis import _figures
+
+    rows = [{"task": "t", "seed": s, "embedder.epochs": e, "otdd_after": 2.0 - 0.01 * e + 0.001 * s,
+             "test_score": 0.5 + 0.01 * s} for s in range(3) for e in (0, 4, 16, 48)]
+    df = pd.DataFrame(rows)
+    drawn = []
+    real_save = _figures._save
+    _figures._save = lambda fig, path: (drawn.append(fig), real_save(fig, path))[1]
+    try:
+        _figures.otdd_score_figure(df, tmp_path / "a.png", by=["embedder.epochs"])
+    finally:
+        _figures._save = real_save
+    labels = [t.get_text() for t in drawn[0].axes[0].get_legend().get_texts()]
+    assert labels == [f"embedder.epochs={e}" for e in (0, 4, 16, 48)]  # not text order 0, 16, 4, 48
