@@ -65,7 +65,7 @@ def solve_exact(cost: np.ndarray) -> ExactPlan:
             rows.astype(np.int64), cols.astype(np.int64), vals, float(cost[rows, cols].sum() / n), "assignment"
         )
     cost = np.ascontiguousarray(cost, dtype=np.float64)
-    plan, code = _network_simplex(cost)
+    plan, _, _, code = _network_simplex(cost)
     if code != _OPTIMAL:
         raise RuntimeError(f"network simplex on a {n}x{m} problem did not reach the optimum (POT result code "
                            f"{code})")
@@ -74,36 +74,27 @@ def solve_exact(cost: np.ndarray) -> ExactPlan:
     return ExactPlan(rows.astype(np.int64), cols.astype(np.int64), vals, float(vals @ cost[rows, cols]), "network_simplex")
 
 
-def _network_simplex(cost: np.ndarray) -> tuple[np.ndarray, int]:
-    """Return the (n, m) optimal plan between uniform weights and POT's result code (1: optimal).
+def _network_simplex(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Return the (n, m) optimal plan between uniform weights, its duals α (n,), β (m,), and POT's result code.
 
-    Calls the compiled solver directly (it releases the GIL); ``ot.emd``'s checks
-    and backend conversions cost a third of a 200×200 solve.
-    """
-    n, m = cost.shape
-    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-    if _emd_c is not None:
-        plan, _, _, _, code = _emd_c(a, b, cost, network_simplex_iterations(n, m), 1)
-        return plan, int(code)
-    plan, log = ot.emd(a, b, cost, numItermax=network_simplex_iterations(n, m), log=True)
-    return plan, int(log["result_code"])
-
-
-def exact_duals(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Return optimal dual potentials (α (n,), β (m,)) of the uniform (n, m) problem, or None.
-
-    α_i + β_j ≤ C_ij everywhere, with equality on the optimal plan's support;
-    None when the network simplex did not reach the optimum.
+    The result code is 1 at the optimum. Calls the compiled solver directly (it releases
+    the GIL); ``ot.emd``'s checks and backend conversions cost a third of a 200×200 solve.
+    α_i + β_j ≤ C_ij everywhere, with equality on the optimal plan's support.
     """
     n, m = cost.shape
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
     cost = np.ascontiguousarray(cost, dtype=np.float64)
     if _emd_c is not None:
-        _, _, alpha, beta, code = _emd_c(a, b, cost, network_simplex_iterations(n, m), 1)
-    else:  # pragma: no cover - a POT without emd_wrap
-        _, log = ot.emd(a, b, cost, numItermax=network_simplex_iterations(n, m), log=True)
-        alpha, beta, code = log["u"], log["v"], log["result_code"]
-    return (alpha, beta) if int(code) == _OPTIMAL else None
+        plan, _, alpha, beta, code = _emd_c(a, b, cost, network_simplex_iterations(n, m), 1)
+        return plan, alpha, beta, int(code)
+    plan, log = ot.emd(a, b, cost, numItermax=network_simplex_iterations(n, m), log=True)
+    return plan, log["u"], log["v"], int(log["result_code"])
+
+
+def exact_duals(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return optimal dual potentials (α (n,), β (m,)) of the uniform (n, m) problem, or None without an optimum."""
+    _, alpha, beta, code = _network_simplex(cost)
+    return (alpha, beta) if code == _OPTIMAL else None
 
 
 def solve_exact_sparse(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> ExactPlan:
