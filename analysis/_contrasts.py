@@ -167,6 +167,7 @@ def _paired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | Non
 def _unpaired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | None, n_resamples: int,
               rng: np.random.Generator, note: str) -> Contrast:
     mean = float(a.mean() - b.mean())
+    n1, n2 = a.size, b.size
     res = stats.ttest_ind(a, b, equal_var=False)
     if np.isfinite(res.statistic):
         ci = res.confidence_interval(confidence_level=confidence)
@@ -179,7 +180,6 @@ def _unpaired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | N
         t, p, dof = (math.copysign(math.inf, mean) if mean else math.nan), (0.0 if mean else 1.0), n1 + n2 - 2.0
         lo = hi = lo90 = hi90 = mean
         p_tost = (0.0 if abs(mean) < margin else 1.0) if margin is not None else math.nan
-    n1, n2 = a.size, b.size
     pooled_var = ((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2)
     g = mean / math.sqrt(pooled_var) * _hedges_j(n1 + n2 - 2) if pooled_var > 0 else math.nan
     p_perm, kind = _label_permutation_pvalue(a, b, n_resamples, rng)

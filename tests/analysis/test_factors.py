@@ -179,3 +179,15 @@ def test_margin_tests_match_statsmodels_tost_and_one_sided_t() -> None:
     np.testing.assert_allclose(c.p_beyond(-0.01, "greater"),
                                stats.ttest_1samp(d, -0.01, alternative="greater").pvalue)
     np.testing.assert_allclose(c.p_tost, max(c.p_beyond(-0.01, "greater"), c.p_beyond(0.01, "less")))
+
+
+def test_unpaired_contrast_of_constant_groups_uses_the_t_limits() -> None:
+    from analysis._contrasts import compare
+
+    # Disjoint seeds force the unpaired (Welch) design; constant groups make t infinite.
+    level = pd.Series([0.75, 0.75, 0.75], index=[0, 1, 2])
+    reference = pd.Series([0.5, 0.5, 0.5], index=[3, 4, 5])
+    c = compare(level, reference, margin=0.01, rng=np.random.default_rng(0))
+    assert c is not None and c.variant == "unpaired"
+    assert c.statistic == float("inf") and c.p_val == 0.0 and c.df == 4.0
+    assert c.estimate == 0.25
