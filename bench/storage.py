@@ -47,7 +47,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from studies import StudySpec, open_storage, run_study  # noqa: E402
-from studies._trials import heartbeat  # noqa: E402
+from studies.engine._attempts import heartbeat  # noqa: E402
 
 FAKE = "studies._testing:fake_trial"
 

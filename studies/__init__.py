@@ -1,5 +1,11 @@
 """orca-ablate's study layer: YAML specs of ablation factors run as Optuna studies.
 
+Three rooms and the CLI on top: ``spec/`` (YAML -> frozen dataclasses -> cells),
+``storage/`` (URLs and backends, the study behind a spec, locks, artifacts),
+``engine/`` (claiming cells, workers, heartbeats, the run loop), ``commands/``
+(one module per ``orca-ablate`` subcommand). Imports go spec <- storage <- engine
+<- commands; ``harness`` and ``analysis`` never import ``studies``.
+
 Public names are imported on first use (PEP 562), so that ``import studies.cli``
 and ``orca-ablate --help`` do not import Optuna.
 """
@@ -10,38 +16,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._cells import Cell, cell_key, expand_cells, param_distributions
-    from ._engine import WorkerError
-    from ._report import FailedCell, StudyReport
-    from ._runs import run_study, run_worker
-    from ._spec import Factor, SearchDimension, SpecError, StudySpec, load_spec, shipped_specs
-    from ._status import CellStatus, StudyStatus, study_status
-    from ._storage import DEFAULT_STORAGE, StorageError, open_storage
-    from ._trials import DEFAULT_GRACE_PERIOD
+    from .engine import (DEFAULT_GRACE_PERIOD, CellStatus, FailedCell, StudyReport, StudyStatus, WorkerError,
+                         run_study, run_worker, study_status)
+    from .spec import Cell, Factor, SearchDimension, SpecError, StudySpec, cell_key, expand_cells, load_spec, \
+        param_distributions, shipped_specs
+    from .storage import DEFAULT_STORAGE, StorageError, open_storage
 
 _EXPORTS: dict[str, str] = {
-    "Cell": "._cells",
-    "cell_key": "._cells",
-    "expand_cells": "._cells",
-    "param_distributions": "._cells",
-    "FailedCell": "._report",
-    "StudyReport": "._report",
-    "WorkerError": "._engine",
-    "run_study": "._runs",
-    "run_worker": "._runs",
-    "Factor": "._spec",
-    "SearchDimension": "._spec",
-    "SpecError": "._spec",
-    "StudySpec": "._spec",
-    "load_spec": "._spec",
-    "shipped_specs": "._spec",
-    "CellStatus": "._status",
-    "StudyStatus": "._status",
-    "study_status": "._status",
-    "DEFAULT_STORAGE": "._storage",
-    "StorageError": "._storage",
-    "open_storage": "._storage",
-    "DEFAULT_GRACE_PERIOD": "._trials",
+    **dict.fromkeys(["Cell", "Factor", "SearchDimension", "SpecError", "StudySpec", "cell_key", "expand_cells",
+                     "load_spec", "param_distributions", "shipped_specs"], ".spec"),
+    **dict.fromkeys(["DEFAULT_STORAGE", "StorageError", "open_storage"], ".storage"),
+    **dict.fromkeys(["DEFAULT_GRACE_PERIOD", "CellStatus", "FailedCell", "StudyReport", "StudyStatus", "WorkerError",
+                     "run_study", "run_worker", "study_status"], ".engine"),
 }
 
 __all__ = sorted(_EXPORTS)

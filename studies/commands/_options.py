@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 __all__ = ["add_execution_arguments", "add_storage_arguments"]
 
@@ -27,6 +26,6 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     # Testing hooks: a fake trial function (module:function) instead of harness.run_trial, the
     # heartbeat interval, and trials in a thread of this process (no worker processes).
-    parser.add_argument("--trial-fn", default=os.environ.get("ORCA_ABLATE_TRIAL_FN"), help=argparse.SUPPRESS)
+    parser.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)  # else $ORCA_ABLATE_TRIAL_FN
     parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)

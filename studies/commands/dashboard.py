@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve the dashboard until Ctrl-C; return 0."""
     from harness.errors import ConfigError
 
-    from .._dashboard import open_dashboard, serve_dashboard
+    from ..storage._dashboard import open_dashboard, serve_dashboard
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: expected a port number from 0 to 65535")

@@ -15,8 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outer", default="emd", help="outer problem: emd or sinkhorn (default emd)")
     p.add_argument("--reg", type=float, default=0.1, help="entropic regularisation of sinkhorn (default 0.1)")
     p.add_argument("--debiased", action="store_true", help="sinkhorn: the debiased Sinkhorn divergence")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a TrialConfig setting, e.g. --set embedder.samples=500 (repeatable)")
+    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override TrialConfig settings, e.g. --set embedder.samples=500 embedder.proxy_samples=500 "
+                        "(repeatable)")
     p.add_argument("--data-dir", help="folder of user data files")
 
 
@@ -26,12 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from harness import ConfigError, TrialConfig, parse_assignments, validate_config
-    from harness.bodies import load_body
-    from harness.embedders import Embedder, tokenisation
+    from harness import ConfigError, TrialConfig, build_parts, parse_assignments, validate_config
     from harness.otdd import dataset_distance
-    from harness.proxies import ProxyRequest, get_proxy
-    from harness.tasks import load_task
 
     sets = {"task": args.task, **parse_assignments(args.sets)}
     if args.proxy:
@@ -41,17 +38,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrialConfig().override(sets)
     validate_config(cfg)
     t0 = time.perf_counter()
-    task = load_task(cfg.task, cfg.data, cfg.seed)
-    body = load_body(cfg.body, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    tok = tokenisation(task.input_shape, cfg.embedder.tokens or task.default_tokens, cfg.embedder.patch)
-    embedder = Embedder(task.input_shape, body.dim, tok, cfg.embedder.entry)
-    embedder.init_from_body(body, cfg.embedder.init == "pretrained")
-    proxy = get_proxy(ProxyRequest(cfg.embedder.proxy, cfg.embedder.proxy_samples, cfg.embedder.proxy_classes,
-                                   cfg.embedder.entry, cfg.seed, body.path, cfg.body.pretrained), body)
+    parts = build_parts(cfg)  # on the CPU, as a trial builds them
+    task, proxy = parts.task, parts.proxy
+    assert proxy is not None  # built with_proxy
     n = min(cfg.embedder.samples, len(task.x_train))
     with torch.no_grad():
-        feats = embedder(task.x_train[:n]).mean(dim=1)
+        feats = parts.embedder(task.x_train[:n]).mean(dim=1)
     t1 = time.perf_counter()
     try:
         value = dataset_distance(proxy.x, proxy.y, feats, task.otdd_labels[:n], inner=args.inner, outer=args.outer,

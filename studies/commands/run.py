@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; print a summary; return 0 when every cell is COMPLETE, else 1."""
     from harness.config import parse_assignments
 
-    from .._runs import run_study
-    from .._spec import load_spec
-    from .._trials import DEFAULT_GRACE_PERIOD
+    from ..engine import run_study
+    from ..spec import load_spec
+    from ..engine import DEFAULT_GRACE_PERIOD
 
     if args.workers < 0:
         raise _usage(f"--workers {args.workers}: expected 0 or more")

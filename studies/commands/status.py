@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status tables; return 0."""
-    from .._status import study_status
-    from .._trials import DEFAULT_GRACE_PERIOD
+    from ..engine import study_status
+    from ..engine import DEFAULT_GRACE_PERIOD
 
     grace = args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD
     status = study_status(args.storage, args.study_name, grace_period=grace)

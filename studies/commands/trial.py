@@ -12,8 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the options of ``trial``."""
     p.add_argument("--task", help="task name, e.g. digits, ucr:ECG200, npz:PATH (see `orca-ablate tasks`)")
     p.add_argument("--config", metavar="FILE", help="YAML file of TrialConfig settings (nested or dotted keys)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting by dotted path, e.g. --set embedder.epochs=4 (repeatable)")
+    p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings by dotted path, e.g. --set embedder.epochs=4 finetune.epochs=2 "
+                        "(repeatable)")
     p.add_argument("--seed", type=int, help="random seed (same as --set seed=N)")
     p.add_argument("--data-dir", help="folder of user data files (same as --set data.data_dir=DIR)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based data files (trusted files only)")

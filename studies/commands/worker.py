@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     """Run cells of the study; print a summary; return 1 when a cell failed after its retries, else 0."""
     from harness.errors import ConfigError
 
-    from .._runs import run_worker
-    from .._trials import DEFAULT_GRACE_PERIOD
+    from ..engine import run_worker
+    from ..engine import DEFAULT_GRACE_PERIOD
 
     if args.storage is None:
         raise ConfigError("--storage is required: the PostgreSQL URL (or journal file) of the study, e.g. "

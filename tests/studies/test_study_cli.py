@@ -159,7 +159,7 @@ def test_sigkill_mid_study_then_resume(victim: str, storage_kind: str, tmp_path:
 
 
 def _alive(pid: int) -> bool:
-    from studies._trials import pid_alive
+    from studies.engine._attempts import pid_alive
 
     return pid_alive(pid)
 

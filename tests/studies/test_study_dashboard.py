@@ -24,7 +24,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 import studies.cli
 from studies import StorageError, StudySpec, open_storage, run_study
-from studies._dashboard import open_dashboard
+from studies.storage._dashboard import open_dashboard
 
 FAKE = "studies._testing:fake_trial"
 
@@ -141,13 +141,15 @@ def test_artifact_dir_defaults_beside_a_file_and_is_recorded(tmp_path: Path, fak
 
 
 @pytest.mark.postgres
-def test_artifact_dir_must_be_given_once_for_postgres(pg_url: str, tmp_path: Path, fake_env: Path,
-                                                      small: dict[str, Any]) -> None:
+def test_postgres_dashboard_works_without_artifacts_and_records_a_store_given_once(
+        pg_url: str, tmp_path: Path, fake_env: Path, small: dict[str, Any]) -> None:
     small.update(tasks=["digits"], seeds=[0], factors={})
     report = run_study(StudySpec.from_dict(small), storage=pg_url, workers=0, progress=False)
     assert report.artifact_dir is None
-    with pytest.raises(StorageError, match="give --artifact-dir DIR, a directory every host"):
-        open_dashboard(pg_url)
+    plain = open_dashboard(pg_url)  # monitoring just works; artifacts are a bonus
+    assert plain.artifact_dir is None and plain.artifact_store() is None and plain.recorded_in == []
+    assert len(plain.notes) == 1 and "attach one with --artifact-dir DIR" in plain.notes[0]
+    assert plain.wsgi() is not None
     board = open_dashboard(pg_url, artifact_dir=tmp_path / "shared")
     assert board.recorded_in == ["small"]
     assert open_dashboard(pg_url).artifact_dir == tmp_path / "shared"  # recorded: found next time

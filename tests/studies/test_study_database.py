@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from studies import StorageError, open_storage
-from studies._database import ATTEMPT_ATTR, RetryingStorage, connection_error, is_transient, mask_text, mask_url
+from harness.contract import ATTEMPT as ATTEMPT_ATTR
+from studies.storage._server import RetryingStorage, connection_error, is_transient, mask_text, mask_url
 
 URL = "postgresql+psycopg://alice:s3cr3t-pw@db.example:5433/studies"
 

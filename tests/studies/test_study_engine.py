@@ -17,10 +17,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studies._engine
-import studies._workers
+import studies.engine._runner
+import studies.engine._workers
 from studies import SpecError, StudySpec, expand_cells, open_storage, run_study, study_status
-from studies._trials import Owner, claim
+from studies.engine._attempts import Owner, claim
 
 FAKE = "studies._testing:fake_trial"
 COUNTING = "studies._testing:counting_trial"
@@ -63,7 +63,7 @@ def test_two_workers_complete_every_cell_once(storage: str, fake_env: Path, smal
                                          3: trial.user_attrs["val_score"]}
     assert trial.value == trial.user_attrs["test_score"]
     for key in ("otdd_before", "otdd_after", "otdd_curve", "val_score", "test_score", "metric", "direction",
-                "modality", "cell", "config", "seconds", "peak_mem_mb", "versions", "host", "heartbeat",
+                "modality", "cell", "config", "seconds", "peak_mem_mb", "versions", "heartbeat",
                 "owner_host", "owner_pid", "worker_pid"):
         assert key in trial.user_attrs, key
     assert isinstance(trial.user_attrs["seconds"], float)
@@ -74,7 +74,7 @@ def test_two_workers_complete_every_cell_once(storage: str, fake_env: Path, smal
     assert study.user_attrs["factors"] == ["embedder.epochs", "finetune.freeze"]
     assert StudySpec.from_dict(study.user_attrs["spec"]) == spec
     assert {t.user_attrs["worker_pid"] for t in trials} <= {t.user_attrs["details"]["pid"] for t in trials}
-    threads = str(max(1, studies._workers.cpu_cores() // 2))  # torch threads split between the 2 workers
+    threads = str(max(1, studies.engine._workers.cpu_cores() // 2))  # torch threads split between the 2 workers
     assert {t.user_attrs["details"]["threads"] for t in trials} == {threads}
 
 
@@ -184,7 +184,7 @@ def test_dead_owner_on_this_host_is_stale_at_once(storage: str, fake_env: Path, 
     _run(spec, storage, trial_fn=FAKE)  # creates the study; then pretend a killed run left two attempts
     small["seeds"] = [0, 1]
     spec = StudySpec.from_dict(small)
-    from studies._storage import prepare_study
+    from studies.storage import prepare_study
 
     prepare_study(open_storage(storage), spec, spec.name)
     dead = _fake_running_attempt(storage, spec, 4, Owner(socket.gethostname(), _dead_pid(), None))
@@ -199,11 +199,11 @@ def test_dead_owner_on_this_host_is_stale_at_once(storage: str, fake_env: Path, 
 
 def test_other_host_is_stale_after_grace_period(tmp_path: Path, fake_env: Path, small: dict[str, Any],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(studies._engine, "POLL_INTERVAL_S", 0.2)
+    monkeypatch.setattr(studies.engine._runner, "POLL_INTERVAL_S", 0.2)
     small.update(seeds=[0], tasks=["digits"], factors={})
     spec = StudySpec.from_dict(small)
     url = f"sqlite:///{tmp_path / 'grace.db'}"
-    from studies._storage import prepare_study
+    from studies.storage import prepare_study
 
     prepare_study(open_storage(url), spec, spec.name)
     silent = _fake_running_attempt(url, spec, 0, Owner("elsewhere", 1, 1), beat_age=0.0)
@@ -258,15 +258,14 @@ def test_duplicate_complete_is_refused(tmp_path: Path, fake_env: Path, small: di
     _run(spec, url)
     storage = open_storage(url)
     study = optuna.load_study(study_name=spec.name, storage=storage)
-    runner = studies._engine._Runner(storage, study, spec, workers=1, max_retries=0, trial_fn=FAKE,
+    runner = studies.engine._runner.Runner(storage, study, spec, workers=1, max_retries=0, trial_fn=FAKE,
                                      grace_period=600, heartbeat_interval=30, log=sys.stderr)
     cell = expand_cells(spec)[0]
     trial_id = claim(storage, study._study_id, cell, config={}, distributions=runner.distributions,
                      owner=Owner.here(1))
     from studies._testing import fake_result
 
-    runner.bar = type("Bar", (), {"update": lambda self, n: None})()
-    runner.finish(studies._engine._Job(cell, trial_id, 1), fake_result(cell.config(spec)), 0.1)
+    runner.finish(studies.engine._runner._Job(cell, trial_id, 1), fake_result(cell.config(spec)), 0.1)
     second = storage.get_trial(trial_id)
     assert second.state == TrialState.FAIL and second.user_attrs["error"] == "duplicate: cell already COMPLETE in trial 0"
     _assert_exactly_once(url, spec)
@@ -299,10 +298,10 @@ def test_unknown_trial_function_stops_the_run(tmp_path: Path, fake_env: Path, sm
 def test_two_runs_on_one_study_share_the_cells(storage: str, fake_env: Path, small: dict[str, Any],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCA_ABLATE_FAKE_SECONDS", "0.15")
-    monkeypatch.setattr(studies._engine, "POLL_INTERVAL_S", 0.2)
+    monkeypatch.setattr(studies.engine._runner, "POLL_INTERVAL_S", 0.2)
     small.update(tasks=["digits"])
     spec = StudySpec.from_dict(small)
-    from studies._storage import prepare_study
+    from studies.storage import prepare_study
 
     prepare_study(open_storage(storage), spec, spec.name)  # both runs resume the same study
     reports: list[studies.StudyReport] = []

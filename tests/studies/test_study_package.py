@@ -9,7 +9,7 @@ import pytest
 import harness
 import studies
 from studies import DEFAULT_STORAGE, StorageError, load_spec, open_storage, shipped_specs
-from studies._storage import journal_path
+from harness.contract import journal_path
 
 
 def test_every_public_name_resolves() -> None:

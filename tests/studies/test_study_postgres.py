@@ -22,7 +22,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studies._engine
+import studies.engine._runner
 import studies.cli
 from studies import StorageError, StudySpec, expand_cells, open_storage, run_study, run_worker
 
@@ -231,7 +231,7 @@ def test_worker_stops_after_max_trials_then_another_finishes(pg_url: str, fake_e
 
 def test_failures_count_against_retries_across_workers(pg_url: str, fake_env: Path, small: dict[str, Any],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(studies._engine, "POLL_INTERVAL_S", 0.2)  # a worker waiting for the other's cell
+    monkeypatch.setattr(studies.engine._runner, "POLL_INTERVAL_S", 0.2)  # a worker waiting for the other's cell
     small.update(tasks=["digits"], seeds=[0, 1], factors={"embedder.epochs": [0, 2]})
     spec = StudySpec.from_dict(small)  # 4 cells; the 2 of seed 1 always fail
     run_study(spec, storage=pg_url, workers=0, progress=False)

@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import ConfigError
 from studies import SpecError, StudySpec, load_spec, shipped_specs
-from studies._spec_parser import SpecParser
+from studies.spec import SpecParser
 
 ISSUE_EXAMPLE = """\
 name: embedder-epochs          # the study name unless --study-name is given
@@ -210,4 +210,4 @@ def test_override_of_a_factor_is_refused() -> None:
 
 
 def test_parser_lives_in_a_private_module() -> None:
-    assert SpecParser.__module__ == "studies._spec_parser"
+    assert SpecParser.__module__ == "studies.spec._parser"

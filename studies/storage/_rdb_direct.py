@@ -19,7 +19,9 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ._database import ATTEMPT_ATTR, RETRY_DEADLINE_S, RetryingStorage, is_transient, retry
+from harness.contract import ATTEMPT, CELL, SLOT
+
+from ._server import RETRY_DEADLINE_S, RetryingStorage, is_transient, retry
 
 __all__ = ["LockLost", "batched", "complete_attempt", "create_running_trial", "study_lock", "write_trial"]
 
@@ -186,7 +188,7 @@ def create_running_trial(storage: Any, study_id: int, params: Mapping[str, Any],
     from optuna.storages._rdb.storage import _create_scoped_session
     from optuna.trial import TrialState
 
-    token = user_attrs.get(ATTEMPT_ATTR)
+    token = user_attrs.get(ATTEMPT)
     flags = {"interrupted": False}
 
     def call() -> int:
@@ -238,8 +240,8 @@ def complete_attempt(storage: Any, study_id: int, cell_key: str, slot: int) -> i
     def call() -> int | None:
         with _create_scoped_session(rdb.scoped_session) as session:
             row = (session.query(models.TrialModel.number)
-                   .join(cell, and_(cell.trial_id == models.TrialModel.trial_id, cell.key == "cell"))
-                   .outerjoin(slots, and_(slots.trial_id == models.TrialModel.trial_id, slots.key == "slot"))
+                   .join(cell, and_(cell.trial_id == models.TrialModel.trial_id, cell.key == CELL))
+                   .outerjoin(slots, and_(slots.trial_id == models.TrialModel.trial_id, slots.key == SLOT))
                    .filter(models.TrialModel.study_id == study_id, models.TrialModel.state == TrialState.COMPLETE,
                            cell.value_json == json.dumps(cell_key),
                            func.coalesce(slots.value_json, "0") == json.dumps(slot))
@@ -259,6 +261,6 @@ def _find_attempt(rdb: Any, study_id: int, token: str) -> int | None:
     table = models.TrialUserAttributeModel
     with _create_scoped_session(rdb.scoped_session) as session:
         row = (session.query(table.trial_id).join(models.TrialModel)
-               .filter(models.TrialModel.study_id == study_id, table.key == ATTEMPT_ATTR,
+               .filter(models.TrialModel.study_id == study_id, table.key == ATTEMPT,
                        table.value_json == json.dumps(token)).first())
     return int(row[0]) if row is not None else None

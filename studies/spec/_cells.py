@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.config import TrialConfig
+from harness.contract import PARAM_SEED, PARAM_TASK
 
-from ._spec import Scalar, StudySpec
+from ._model import StudySpec
+from ._types import Scalar
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -27,7 +29,7 @@ __all__ = ["Cell", "cell_key", "expand_cells", "param_distributions"]
 
 def cell_key(task: str, levels: Mapping[str, Scalar], seed: int) -> str:
     """Return the stable key of a cell: canonical JSON of task, factor levels and seed."""
-    return json.dumps({"task": task, **levels, "seed": seed}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({PARAM_TASK: task, **levels, PARAM_SEED: seed}, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ class Cell:
 
     def params(self) -> dict[str, Scalar]:
         """Return the trial params: task, every factor path as written in the spec, and seed."""
-        return {"task": self.task, **dict(self.levels), "seed": self.seed}
+        return {PARAM_TASK: self.task, **dict(self.levels), PARAM_SEED: self.seed}
 
     def config(self, spec: StudySpec, search_params: Mapping[str, Any] | None = None) -> TrialConfig:
         """Return the cell's TrialConfig: defaults, then base, factor levels, task, seed, searched values."""
-        return spec.base_config().override({**dict(self.levels), "task": self.task, "seed": self.seed,
+        return spec.base_config().override({**dict(self.levels), PARAM_TASK: self.task, PARAM_SEED: self.seed,
                                             **(search_params or {})})
 
     def label(self) -> str:
@@ -83,10 +85,10 @@ def param_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     """Return the distribution of every trial param: categorical over declared tasks, levels, seeds."""
     from optuna.distributions import CategoricalDistribution
 
-    out: dict[str, BaseDistribution] = {"task": CategoricalDistribution(spec.tasks)}
+    out: dict[str, BaseDistribution] = {PARAM_TASK: CategoricalDistribution(spec.tasks)}
     for factor in spec.factors:
         out[factor.path] = CategoricalDistribution(factor.levels)
-    out["seed"] = CategoricalDistribution(spec.seeds)
+    out[PARAM_SEED] = CategoricalDistribution(spec.seeds)
     for dim in spec.search:
         out[dim.path] = dim.distribution()
     return out

@@ -12,7 +12,7 @@ Many workers on many hosts share one PostgreSQL study. Here:
   dropped is not applied twice, and a trial created by an interrupted
   ``create_new_trial`` is found by its ``attempt`` token instead of created again.
 
-The study lock and the one-transaction writes are in ``_rdb_direct``.
+The study lock and the one-transaction writes are in ``_rdb_direct``; the backend in ``backends/postgresql``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from harness.errors import OrcaAblateError
+from harness.contract import ATTEMPT
+
+from ._errors import StorageError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage, RDBStorage
@@ -33,9 +35,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
-    "ATTEMPT_ATTR",
     "RetryingStorage",
-    "StorageError",
     "is_transient",
     "mask_text",
     "mask_url",
@@ -49,15 +49,11 @@ RETRY_FIRST_DELAY_S = 0.1
 RETRY_MAX_DELAY_S = 5.0
 CONNECT_TIMEOUT_S = 10
 """libpq ``connect_timeout``: an unreachable host fails after this long instead of hanging."""
-ATTEMPT_ATTR = "attempt"
-"""User attr holding a unique token of each attempt, so an interrupted create can be found, not repeated."""
 
 _log = logging.getLogger("studies.storage")
 _T = TypeVar("_T")
 
 
-class StorageError(OrcaAblateError):
-    """A storage URL cannot be opened, a study is missing from it, or the server stayed unreachable."""
 
 
 # -- URLs and errors ----------------------------------------------------------------------------
@@ -295,13 +291,13 @@ class RetryingStorage:
 
     # -- trials --
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        token = template_trial.user_attrs.get(ATTEMPT_ATTR) if template_trial is not None else None
+        token = template_trial.user_attrs.get(ATTEMPT) if template_trial is not None else None
         state = {"interrupted": False}
 
         def call() -> int:
             if state["interrupted"] and token is not None:
                 for trial in self._storage.get_all_trials(study_id, deepcopy=False):
-                    if trial.user_attrs.get(ATTEMPT_ATTR) == token:
+                    if trial.user_attrs.get(ATTEMPT) == token:
                         return trial._trial_id  # the interrupted create had committed
             return self._storage.create_new_trial(study_id, template_trial)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from ._cells import Cell
+from ..spec import Cell
 from ._status import StudyStatus
 
 __all__ = ["FailedCell", "StudyReport"]
@@ -24,7 +24,7 @@ class FailedCell:
     attempts: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyReport:
     """What a run did; ``exit_code`` is 0 when it did what was asked (see :attr:`exit_code`)."""
 
@@ -48,6 +48,8 @@ class StudyReport:
     artifact_dir: str | None = None
     status: StudyStatus | None = None
     """Every cell's state at the end of the run."""
+    shared_by: str | None = "hosts"
+    """Who may write the storage at once (the backend's ``shared_by``): "hosts", "host" or None (one process)."""
 
     @property
     def exit_code(self) -> int:
@@ -62,14 +64,15 @@ class StudyReport:
         """Return the end-of-run summary: totals, the table by factor level, failed cells with errors."""
         rate = f", {3600 * self.ran / self.seconds:.0f} attempts/hour" if self.ran and self.seconds else ""
         head = f"study {self.study_name} in {self.storage}: {self.complete}/{self.total} cells complete"
-        if self.mode == "prepare" and self.storage.startswith("sqlite"):
+        if self.mode == "prepare" and self.shared_by is None:
             lines = [f"{head}, {self.total - self.complete} to run; no trials were run (--workers 0)",
                      "A SQLite file is written by one process: run the cells with orca-ablate run SPEC --storage "
                      f"{shlex.quote(self.storage)} --study-name {shlex.quote(self.study_name)} --workers K "
                      "(for workers on many hosts, use PostgreSQL)"]
         elif self.mode == "prepare":
             lines = [f"{head}, {self.total - self.complete} to run; no trials were run (--workers 0)",
-                     "Start workers, on any host that reaches the storage (each takes cells until none are left):",
+                     f"Start workers, on {'any host that reaches' if self.shared_by == 'hosts' else 'the host of'} "
+                     "the storage (each takes cells until none are left):",
                      f"  orca-ablate worker --storage {shlex.quote(self.storage)} "
                      f"--study-name {shlex.quote(self.study_name)}"]
             if "***" in self.storage:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._cells import Cell, expand_cells
-from ._spec import StudySpec
-from ._storage import load_study, open_storage, stored_spec
-from ._trials import DEFAULT_GRACE_PERIOD, stale_reason
+from ..spec import Cell, StudySpec, expand_cells
+from ..storage import load_study, open_storage, stored_spec
+from ._attempts import DEFAULT_GRACE_PERIOD
+from ._state import sort_attempts
 
 if TYPE_CHECKING:
     import optuna
@@ -84,31 +82,24 @@ def study_status(storage: str | None, study_name: str | None, *,
 
 def status_of(study: optuna.Study, spec: StudySpec, *, grace_period: float = DEFAULT_GRACE_PERIOD) -> StudyStatus:
     """Return the status of every cell of ``spec`` from the trials of ``study``."""
-    from optuna.trial import TrialState
-
-    attempts: dict[tuple[str, int], list[Any]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        key, slot = trial.user_attrs.get("cell"), trial.user_attrs.get("slot", 0)
-        if isinstance(key, str):
-            attempts.setdefault((key, slot), []).append(trial)
-    host, now = socket.gethostname(), time.time()
+    scan = sort_attempts(study.get_trials(deepcopy=False), grace_period=grace_period)
     out = []
     for cell in expand_cells(spec):
-        trials = sorted(attempts.get(cell.ident, []), key=lambda t: t.number)
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING]
-        failed = [t for t in trials if t.state == TrialState.FAIL]
-        errors = [t for t in failed if not t.user_attrs.get("stale")]
-        last_error = failed[-1].user_attrs.get("error") if failed else None
-        if done:
-            status = CellStatus(cell, "complete", len(trials), len(errors), done[0].value)
-        elif running:
-            stale = all(stale_reason(t, host=host, now=now, grace_period=grace_period) for t in running)
-            status = CellStatus(cell, "running", len(trials), len(errors), None, last_error, stale)
-        elif trials and not trials[-1].user_attrs.get("stale") and trials[-1].state == TrialState.FAIL:
-            status = CellStatus(cell, "failed", len(trials), len(errors), None, last_error)
+        attempts = scan.of(cell.ident)
+        states = [a.state for a in attempts]
+        errors = states.count("failed")
+        failed = [a for a in attempts if a.state in ("failed", "withdrawn")]
+        last_error = (failed[-1].error or None) if failed else None
+        if "complete" in states:
+            value = next(a.trial.value for a in attempts if a.state == "complete")
+            status = CellStatus(cell, "complete", len(attempts), errors, value)
+        elif "running" in states or "stale" in states:
+            stale = "running" not in states
+            status = CellStatus(cell, "running", len(attempts), errors, None, last_error, stale)
+        elif states and states[-1] == "failed":
+            status = CellStatus(cell, "failed", len(attempts), errors, None, last_error)
         else:
-            status = CellStatus(cell, "waiting", len(trials), len(errors), None, last_error)
+            status = CellStatus(cell, "waiting", len(attempts), errors, None, last_error)
         out.append(status)
     return StudyStatus(study.study_name, spec, tuple(out))
 

@@ -1,4 +1,4 @@
-"""Validation of study specs: a parsed YAML mapping -> StudySpec, or SpecError naming the path and the fix."""
+"""Validation of study specs: a parsed YAML mapping -> the fields of a StudySpec, or SpecError naming the path and the fix."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import math
 import re
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config import TrialConfig, config_paths
+from harness.contract import TEST_SCORE, VAL_SCORE
 from harness.errors import ConfigError
 
-from ._spec import DIRECTIONS, METRICS, SAMPLERS, Factor, SearchDimension, SpecError, StudySpec, Validator
+from ._types import DIRECTIONS, METRICS, SAMPLERS, Factor, SearchDimension, SpecError, Validator
+
+if TYPE_CHECKING:
+    from ._model import StudySpec
 
 __all__ = ["SpecParser"]
 
@@ -26,16 +30,16 @@ _SECTIONS = {p.split(".")[0] for p in _PATHS if "." in p}
 
 
 class SpecParser:
-    """Turns a parsed YAML mapping into a StudySpec, one key at a time."""
+    """Turns a parsed YAML mapping into the validated fields of a StudySpec, one key at a time."""
 
-    def __init__(self, source: str, validator: Validator | None) -> None:
+    def __init__(self, source: str) -> None:
         self.source = source
-        self.validator = validator
 
     def fail(self, where: str, message: str) -> SpecError:
         return SpecError(f"{self.source}: {where}: {message}")
 
-    def parse(self, data: Any, overrides: Mapping[str, Any]) -> StudySpec:
+    def parse(self, data: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Return StudySpec keyword arguments from a parsed YAML mapping and ``--set`` overrides."""
         if not isinstance(data, Mapping):
             got = "an empty file" if data is None else type(data).__name__
             raise SpecError(f"{self.source}: expected a mapping with keys name, tasks, seeds, factors, base; "
@@ -56,14 +60,14 @@ class SpecParser:
         seeds = self.seeds(data["seeds"])
         factors = self.factors(data.get("factors") or {})
         base = self.base(data.get("base") or {}, overrides, factors)
-        metric = self.choice("metric", data.get("metric", "test_score"), list(METRICS))
+        metric = self.choice("metric", data.get("metric", TEST_SCORE), list(METRICS))
         direction = self.choice("direction", data.get("direction", "maximize"), list(DIRECTIONS))
         search = self.search(data.get("search") or {}, factors, base)
         sampler = self.choice("sampler", data.get("sampler", "tpe"), list(SAMPLERS))
         trials = data.get("trials_per_cell", 1)
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise self.fail("trials_per_cell", f"expected a positive integer, got {trials!r}")
-        if search and metric != "val_score":
+        if search and metric != VAL_SCORE:
             raise self.fail("metric", f"a spec with search: must optimise val_score, not {metric}: tuning "
                             "hyperparameters on the test split selects them on the data that should judge "
                             "them; set metric: val_score (test_score is still recorded on every trial)")
@@ -72,12 +76,9 @@ class SpecParser:
                             "configuration; add search: dimensions, or add seeds for repetitions")
         if not search and "sampler" in data:
             raise self.fail("sampler", "a sampler tunes search: dimensions; this spec has none")
-        spec = StudySpec(name=name, tasks=tasks, seeds=seeds, factors=factors, base=base, metric=metric,
-                         direction=direction, search=search, trials_per_cell=trials, sampler=sampler,
-                         description=description)
-        if self.validator is not None:
-            self.check_names(spec)
-        return spec
+        return {"name": name, "tasks": tasks, "seeds": seeds, "factors": factors, "base": base, "metric": metric,
+                "direction": direction, "search": search, "trials_per_cell": trials, "sampler": sampler,
+                "description": description}
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class SpecParser:
             raise self.fail(where, message) from None
         return coerced
 
-    def check_names(self, spec: StudySpec) -> None:
+    def check_names(self, spec: StudySpec, validator: Validator) -> None:
         """Run the registry validator on every task, and on every factor level and choice with each task."""
         base = spec.base_config()
         levels: list[tuple[str, dict[str, Any]]] = []
@@ -256,15 +257,14 @@ class SpecParser:
         for dim in spec.search:
             levels += [(f"search.{dim.path}.choices[{i}]", {dim.path: v}) for i, v in enumerate(dim.choices or ())]
         for i, task in enumerate(spec.tasks):
-            self.validate(f"tasks[{i}]", base.override({"task": task}), "")
+            self.validate(validator, f"tasks[{i}]", base.override({"task": task}), "")
             context = f" (with task {task})" if len(spec.tasks) > 1 else ""
             for where, assignment in levels:
-                self.validate(where, base.override({"task": task, **assignment}), context)
+                self.validate(validator, where, base.override({"task": task, **assignment}), context)
 
-    def validate(self, where: str, config: TrialConfig, context: str) -> None:
-        assert self.validator is not None
+    def validate(self, validator: Validator, where: str, config: TrialConfig, context: str) -> None:
         try:
-            self.validator(config)
+            validator(config)
         except ValueError as exc:  # ConfigError, or a registry's ValueError listing the choices
             raise self.fail(where, f"{exc}{context}") from None
 

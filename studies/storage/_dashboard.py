@@ -2,10 +2,12 @@
 
 The artifact directory is ``--artifact-dir`` when given, else the one the
 studies record (user attr ``artifact_dir``), else ``<file stem>-artifacts/``
-beside a SQLite or journal file. A database server has no such place: there it
-must be given once, and is then recorded in the studies so that ``report`` and
-later dashboards find it. optuna-dashboard has no authentication and can delete
-studies, so it listens on the loopback interface unless told otherwise.
+beside a SQLite or journal file. A database server has no such place: without
+one given or recorded, the dashboard serves the studies without artifacts and
+says how to attach a store; a directory given once is recorded in the studies
+so that ``report`` and later dashboards find it. optuna-dashboard has no
+authentication and can delete studies, so it listens on the loopback interface
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._storage import StorageError, default_artifact_dir, load_study, mask_url, open_storage
+from harness.contract import ARTIFACT_DIR, DEFAULT_STORAGE, SPEC
+
+from ._errors import StorageError
+from ._open import default_artifact_dir, open_storage
+from ._server import mask_url
+from ._study import load_study
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -35,15 +42,19 @@ class Dashboard:
     storage: BaseStorage
     url: str
     """The storage URL with its password masked."""
-    artifact_dir: Path
+    artifact_dir: Path | None
+    """None: no store is known; the studies are served without artifacts."""
     recorded_in: list[str] = field(default_factory=list)
     """Studies that now record ``artifact_dir`` (they had none)."""
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def artifact_store(self) -> Any:
-        """Return the FileSystemArtifactStore over ``artifact_dir`` (created if missing)."""
+        """Return the FileSystemArtifactStore over ``artifact_dir`` (created if missing), or None without one."""
         from optuna.artifacts import FileSystemArtifactStore
 
+        if self.artifact_dir is None:
+            return None
         os.makedirs(self.artifact_dir, exist_ok=True)
         return FileSystemArtifactStore(str(self.artifact_dir))
 
@@ -62,10 +73,11 @@ def open_dashboard(storage: str | None, *, study_name: str | None = None,
     StorageError when the storage is a database server, no directory is given and
     the studies record none (or several).
     """
+    storage = storage or DEFAULT_STORAGE
     store = open_storage(storage, must_exist=True)
     studies = _studies(store, study_name)
-    recorded = {s.study_name: s.user_attrs["artifact_dir"] for s in studies
-                if isinstance(s.user_attrs.get("artifact_dir"), str)}
+    recorded = {s.study_name: s.user_attrs[ARTIFACT_DIR] for s in studies
+                if isinstance(s.user_attrs.get(ARTIFACT_DIR), str)}
     if artifact_dir is not None:
         directory = Path(artifact_dir).expanduser().resolve()
     elif len(set(recorded.values())) == 1:
@@ -75,17 +87,17 @@ def open_dashboard(storage: str | None, *, study_name: str | None = None,
         raise StorageError(f"the studies keep their artifacts in different directories ({listing}); choose one "
                            "with --study-name, or give --artifact-dir")
     else:
-        default = default_artifact_dir(storage)
-        if default is None:
-            raise StorageError(f"--storage {mask_url(storage or '')}: give --artifact-dir DIR, a directory every "
-                               "host that runs reports can reach (a shared filesystem); it is recorded in the "
-                               "study (user attr artifact_dir) so that every command finds it")
-        directory = default
-    board = Dashboard(store, mask_url(storage or ""), directory)
+        directory = default_artifact_dir(storage)
+    board = Dashboard(store, mask_url(storage), directory)
+    if directory is None:
+        board.notes.append("no artifact store is known for these studies, so reports and figures do not show; "
+                           "attach one with --artifact-dir DIR (a directory every host that runs reports can "
+                           "reach; it is recorded in the studies)")
+        return board
     for study in studies:
         old = recorded.get(study.study_name)
-        if old is None and "spec" in study.user_attrs:  # an orca-ablate study without one yet
-            store.set_study_user_attr(study._study_id, "artifact_dir", str(directory))
+        if old is None and SPEC in study.user_attrs:  # an orca-ablate study without one yet
+            store.set_study_user_attr(study._study_id, ARTIFACT_DIR, str(directory))
             board.recorded_in.append(study.study_name)
         elif old is not None and Path(old) != directory:
             board.warnings.append(f"study {study.study_name!r} keeps its artifacts in {old}: they do not show "
@@ -108,6 +120,8 @@ def serve_dashboard(board: Dashboard, *, host: str = DEFAULT_HOST, port: int = D
     log = log or sys.stderr
     for line in board.warnings:
         log.write(f"warning: {line}\n")
+    for line in board.notes:
+        log.write(f"note: {line}\n")
     if board.recorded_in:
         log.write(f"recorded artifact_dir {board.artifact_dir} in studies {', '.join(board.recorded_in)}\n")
     if host not in LOOPBACK:
@@ -115,8 +129,9 @@ def serve_dashboard(board: Dashboard, *, host: str = DEFAULT_HOST, port: int = D
                   f"{host}:{port} can read and delete the studies in {board.url}; prefer the default "
                   f"{DEFAULT_HOST} and an SSH tunnel (ssh -L {port}:127.0.0.1:{port} HOST)\n")
     shown = f"[{host}]" if ":" in host else host
+    artifacts = board.artifact_dir if board.artifact_dir is not None else "none"
     log.write(f"optuna-dashboard for {board.url} at http://{shown}:{port}/dashboard "
-              f"(artifacts: {board.artifact_dir}); Ctrl-C stops it\n")
+              f"(artifacts: {artifacts}); Ctrl-C stops it\n")
     log.flush()
     try:
         optuna_dashboard.run_server(board.storage, host=host, port=port, artifact_store=board.artifact_store())

@@ -1,8 +1,8 @@
-"""The study engine: run every cell of a spec to COMPLETE exactly once, resumably.
+"""The run loop: run every cell of a spec to COMPLETE exactly once, resumably.
 
 One process owns the storage connection; K local worker processes run trial
 functions and send results back (``_workers``). The owner claims a cell by
-creating its RUNNING trial (``_trials.claim_next``), refreshes the attempt's
+creating its RUNNING trial (``_claims.claim_next``), refreshes the attempt's
 heartbeat while it runs, reports each fine-tuning epoch as an intermediate
 value, and finally writes the result. Before telling COMPLETE it checks that no
 other attempt of the cell is COMPLETE already (a duplicate is told FAIL with
@@ -10,13 +10,14 @@ error ``duplicate``), so a cell ends COMPLETE exactly once even when several
 runs or workers share one study. On PostgreSQL the claim and that check hold the
 study lock, so they are atomic across hosts.
 
-The same loop serves ``run`` (``_runs.run_study``: this process creates or
-extends the study) and ``worker`` (``_runs.run_worker``: it joins an existing study).
+The runner's picture of the study is the last read of it (a :class:`StudyScan`,
+from a claim or a poll) plus what it did since: its running jobs, the cells it
+completed, and its per-cell failure tally. Which cells are to do, complete or
+running elsewhere is derived from those, never kept in step by hand.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import time
@@ -25,22 +26,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from harness.contract import (ATTEMPT, CELL, CONFIG, DIRECTION, ERROR, LATE, METRIC, SECONDS, STALE, TRACEBACK,
+                              VAL_CURVE)
 from harness.errors import OrcaAblateError
 
-from ._cells import Cell, expand_cells, param_distributions
-from ._database import ATTEMPT_ATTR, StorageError
-from ._rdb_direct import LockLost, batched, complete_attempt, study_lock
-from ._report import FailedCell, StudyReport
-from ._spec import SAMPLERS, StudySpec
-from ._trials import Claimed, Owner, claim_next, fail, finite, heartbeat, mark_stale, reap_stale, result_attrs, \
-    stale_reason, tell_complete, trial_ident, write_result
+from ..spec import SAMPLERS, Cell, StudySpec, expand_cells, param_distributions
+from ..storage import StorageError
+from ..storage._rdb_direct import LockLost, batched, complete_attempt, study_lock
+from ._attempts import Owner, fail, finite, heartbeat, mark_stale, result_attrs, tell_complete, write_result
+from ._claims import Claimed, claim_next, withdraw_stale
+from ._state import Ident, StudyScan, scan_study
 from ._workers import InlinePool, TrialFn, WorkerPool, cpu_cores
 
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
 
-__all__ = ["HEARTBEAT_INTERVAL_S", "WorkerError"]
+__all__ = ["HEARTBEAT_INTERVAL_S", "RunOutcome", "Runner", "WorkerError"]
 
 HEARTBEAT_INTERVAL_S = 30.0
 MAX_WORKER_DEATHS = 2
@@ -63,12 +65,38 @@ class _Job:
     epochs: dict[int, float] = field(default_factory=dict)
 
 
-class _Runner:
+@dataclass
+class _Tally:
+    """This run's record of one cell's failed attempts."""
+
+    errors: int = 0
+    """Failed attempts since the run started (this run's, or others' seen in the study)."""
+    deaths: int = 0
+    """Attempts whose worker process died in this run."""
+    last_error: str = ""
+    gave_up: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """What one run loop did (the caller turns it into a StudyReport)."""
+
+    ran: int = 0
+    """Attempts this run finished (COMPLETE or FAIL)."""
+    completed_now: int = 0
+    stale: list[int] = field(default_factory=list)
+    """Trial numbers of stale attempts this run marked FAIL."""
+    failed: list[tuple[Cell, str, int]] = field(default_factory=list)
+    """(cell, last error, attempts) of cells this run gave up on."""
+    seconds: float = 0.0
+
+
+class Runner:
     """The storage owner's loop: claim cells, feed workers, record what they report."""
 
     def __init__(self, storage: BaseStorage, study: optuna.Study, spec: StudySpec, *, workers: int,
                  max_retries: int, trial_fn: str | TrialFn, grace_period: float, heartbeat_interval: float,
-                 log: TextIO, inline: bool = False, max_attempts: int | None = None, mode: str = "run") -> None:
+                 log: TextIO, inline: bool = False, max_attempts: int | None = None) -> None:
         self.storage = storage
         self.study = study
         self.study_id = study._study_id
@@ -86,114 +114,118 @@ class _Runner:
         self.log = log
         self.since = datetime.now()
         """Failed attempts finished since then (by anyone) count against ``max_retries``."""
-        self.report = StudyReport(study.study_name, "", len(self.cells), workers=0 if inline else workers,
-                                  inline=inline, mode=mode)
+        self.outcome = RunOutcome()
+        self.seen = StudyScan()
+        """The last read of the study."""
         self.jobs: dict[int, _Job] = {}
-        self.next_job = 0
+        self.done: set[Ident] = set()
+        """Cells this run completed (the next read of the study shows them too)."""
+        self.tally: dict[Ident, _Tally] = {c.ident: _Tally() for c in self.cells}
         self.claims = 0
-        self.errors: collections.Counter[tuple[str, int]] = collections.Counter()
-        self.deaths: collections.Counter[tuple[str, int]] = collections.Counter()
-        self.last_error: dict[tuple[str, int], str] = {}
-        self.complete: set[tuple[str, int]] = set()
-        self.elsewhere: set[tuple[str, int]] = set()
-        self.todo: collections.deque[Cell] = collections.deque()
-        self.gave_up: set[tuple[str, int]] = set()
-        self.bar: Any = None
+        self.next_job = 0
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- the picture of the study, derived ---------------------------------------------------
+
+    def mine(self) -> set[int]:
+        """Return the trial ids of this run's running attempts."""
+        return {job.trial_id for job in self.jobs.values()}
+
+    def complete(self) -> set[Ident]:
+        """Return the cells with a COMPLETE attempt."""
+        return self.seen.complete() | self.done
+
+    def elsewhere(self) -> set[Ident]:
+        """Return the cells not complete that a live attempt of another run holds."""
+        here = {job.cell.ident for job in self.jobs.values()}
+        return self.seen.running(exclude=self.mine()) - self.complete() - here
+
+    def todo(self) -> list[Cell]:
+        """Return the cells to claim: first those without failures in this run, each group in grid order."""
+        skip = self.complete() | self.elsewhere() | {job.cell.ident for job in self.jobs.values()}
+        cells = [c for c in self.cells if c.ident not in skip and not self.tally[c.ident].gave_up]
+        return sorted(cells, key=lambda c: self.tally[c.ident].errors + self.tally[c.ident].deaths > 0)
 
     def capped(self) -> bool:
         """Return whether this run has claimed all the attempts it may (``max_attempts``)."""
         return self.max_attempts is not None and self.claims >= self.max_attempts
 
-    def run(self, *, progress: bool) -> StudyReport:
+    def pending(self) -> bool:
+        """Return whether the loop goes on: jobs running, or cells to claim or to wait for."""
+        return bool(self.jobs) or not self.capped() and bool(self.todo() or self.elsewhere())
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, progress: bool) -> RunOutcome:
+        """Run until every cell is complete, given up or capped; return what this run did."""
         from tqdm import tqdm
 
         start = time.perf_counter()
-        self.scan()
-        self.todo.extend(c for c in self.cells if c.ident not in self.complete | self.elsewhere)
-        self.bar = bar = tqdm(total=len(self.cells), initial=len(self.complete), unit="cell", file=self.log,
-                              desc=self.study.study_name, disable=not progress, dynamic_ncols=True)
+        self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period)
+        bar = tqdm(total=len(self.cells), initial=len(self.complete()), unit="cell", file=self.log,
+                   desc=self.study.study_name, disable=not progress, dynamic_ncols=True)
         pool: WorkerPool | InlinePool | None = None
         last_beat = last_poll = time.monotonic()
         try:
-            while (self.todo or self.elsewhere) and not self.capped() or self.jobs:
-                if self.todo and pool is None and not self.capped():
+            while self.pending():
+                if pool is None and not self.capped() and self.todo():
                     pool = self.start_pool()
                 if pool is not None:
-                    self.feed(pool)
-                    events = pool.wait(timeout=1.0)
-                    for event in events:
-                        if event.kind in ("epoch", "fatal"):
-                            self.handle(event)
-                    self.feed(pool)  # freed workers start their next cell before the owner records results
-                    for event in events:
-                        if event.kind not in ("epoch", "fatal"):
-                            self.handle(event)
+                    self.step(pool)
                 else:
-                    time.sleep(min(1.0, POLL_INTERVAL_S))
+                    time.sleep(1.0)
                 now = time.monotonic()
                 if self.jobs and now - last_beat >= self.heartbeat_interval:
                     for job in self.jobs.values():
                         heartbeat(self.storage, job.trial_id)
                     last_beat = now
-                if self.elsewhere and not self.todo and now - last_poll >= POLL_INTERVAL_S:
-                    self.poll_elsewhere()
+                if self.elsewhere() and not self.todo() and now - last_poll >= POLL_INTERVAL_S:
+                    self.poll()
                     last_poll = now
-                bar.set_postfix(running=len(self.jobs), failed=len(self.gave_up), refresh=False)
+                self.show(bar)
         except BaseException as exc:
             if not isinstance(exc, StorageError):  # with the storage gone, the next run finds them stale
                 reason = f"the run was stopped ({type(exc).__name__})"
                 for job in self.jobs.values():
-                    try:
+                    with contextlib.suppress(Exception):  # the next run finds it stale anyway; keep the first error
                         mark_stale(self.storage, job.trial_id, reason)
-                    except Exception:  # noqa: BLE001 - the next run finds it stale anyway; keep the first error
-                        pass
             if pool is not None:
                 pool.close(kill=True)
             bar.close()
             raise
         if pool is not None:
             pool.close()
+        self.show(bar)
         bar.close()
-        self.report.complete = sum(c.ident in self.complete for c in self.cells)
-        self.report.failed = [FailedCell(c, self.last_error.get(c.ident, "not run"),
-                                         self.errors[c.ident] + self.deaths[c.ident])
-                              for c in self.cells if c.ident in self.gave_up]
-        self.report.seconds = time.perf_counter() - start
-        return self.report
+        self.outcome.failed = [(c, self.tally[c.ident].last_error or "not run",
+                                self.tally[c.ident].errors + self.tally[c.ident].deaths)
+                               for c in self.cells if self.tally[c.ident].gave_up]
+        self.outcome.seconds = time.perf_counter() - start
+        return self.outcome
 
-    def scan(self) -> None:
-        """Read which cells are COMPLETE, and which run elsewhere (a live owner's RUNNING attempt)."""
-        from optuna.trial import TrialState
+    def step(self, pool: WorkerPool | InlinePool) -> None:
+        """Feed idle workers, wait up to a second for their events, and record them."""
+        self.feed(pool)
+        events = pool.wait(timeout=1.0)
+        for event in events:
+            if event.kind in ("epoch", "fatal"):
+                self.handle(event)
+        self.feed(pool)  # freed workers start their next cell before the owner records results
+        for event in events:
+            if event.kind not in ("epoch", "fatal"):
+                self.handle(event)
 
-        self.complete.clear()
-        self.elsewhere.clear()
-        mine = {job.trial_id for job in self.jobs.values()}
-        for trial in self.storage.get_all_trials(self.study_id, deepcopy=False):
-            ident = trial_ident(trial)
-            if ident is None:
-                continue
-            if trial.state == TrialState.COMPLETE:
-                self.complete.add(ident)
-            elif trial.state == TrialState.RUNNING and trial._trial_id not in mine:
-                self.elsewhere.add(ident)
-        self.elsewhere -= self.complete
+    def show(self, bar: Any) -> None:
+        """Bring the progress bar up to date: the one place it changes."""
+        bar.n = sum(c.ident in self.complete() for c in self.cells)
+        bar.set_postfix(running=len(self.jobs), failed=sum(t.gave_up for t in self.tally.values()), refresh=False)
+        bar.refresh()
 
-    def poll_elsewhere(self) -> None:
-        """Re-read the study while waiting for other runs' attempts: reap stale ones, take over failed ones."""
-        mine = {job.trial_id for job in self.jobs.values()}
-        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        self.report.stale += reap_stale(self.storage, self.study_id, trials, grace_period=self.grace_period,
-                                        exclude=mine)
-        waiting = set(self.elsewhere)
-        before = len(self.complete)
-        self.scan()
-        self.bar.update(len(self.complete) - before)
-        running = {job.cell.ident for job in self.jobs.values()}
-        for cell in self.cells:
-            if cell.ident in waiting and cell.ident not in self.complete | self.elsewhere | running:
-                self.todo.append(cell)
+    def poll(self) -> None:
+        """Re-read the study while waiting for other runs' attempts; withdraw stale ones (their cells are free)."""
+        self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period, mine=self.mine())
+        self.outcome.stale += withdraw_stale(self.storage, self.seen)
+        if self.seen.stale():
+            self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period, mine=self.mine())
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -205,37 +237,34 @@ class _Runner:
             except (ImportError, AttributeError, ValueError) as exc:
                 raise WorkerError(f"cannot load the trial function {self.trial_fn!r}: "
                                   f"{type(exc).__name__}: {exc}") from None
-        return WorkerPool(min(self.workers, len(self.todo)), self.trial_fn, max(1, cpu_cores() // self.workers))
+        return WorkerPool(min(self.workers, len(self.todo())), self.trial_fn, max(1, cpu_cores() // self.workers))
 
     def feed(self, pool: WorkerPool | InlinePool) -> None:
         """Give every idle worker the next cell that no other attempt holds."""
         for worker in pool.idle():
-            while self.todo and not self.capped():
+            while not self.capped() and self.todo():
                 if self.dispatch(pool, worker):
                     break
 
     def dispatch(self, pool: WorkerPool | InlinePool, worker: Any) -> bool:
-        """Claim the first free cell of the queue and send it to ``worker``; return whether one was sent.
+        """Claim the first free cell to do and send it to ``worker``; return whether one was sent.
 
-        Cells found complete, running elsewhere or out of retries leave the queue. Without
-        the study lock (SQLite, journal file) two runs may claim one cell at the same
+        Without the study lock (SQLite, journal file) two runs may claim one cell at the same
         moment: trial numbers are assigned by the storage in one order for everyone, so
         after claiming, each re-reads the cell: the attempt with the lower number runs,
         the other withdraws.
         """
         claimed = claim_next(
-            self.storage, self.study_id, list(self.todo), prepare=self.prepare, distributions=self.distributions,
-            owner=Owner.here(worker.pid), grace_period=self.grace_period,
-            exclude={job.trial_id for job in self.jobs.values()}, since=self.since, max_failures=self.max_retries,
+            self.storage, self.study_id, self.todo(), prepare=self.prepare, distributions=self.distributions,
+            owner=Owner.here(worker.pid), grace_period=self.grace_period, exclude=self.mine(), since=self.since,
+            max_failures=self.max_retries,
         )
         self.note(claimed)
         cell, trial_id = claimed.cell, claimed.trial_id
         if cell is None or trial_id is None:
             return False
-        self.todo.remove(cell)
         if not claimed.exclusive:
-            number = self.storage.get_trial(trial_id).number
-            holder = self.held_elsewhere(cell, below=number)
+            holder = self.held_elsewhere(cell, trial_id)
             if holder is not None:
                 mark_stale(self.storage, trial_id, f"withdrawn: the cell is {holder} in another run's attempt")
                 return False
@@ -252,63 +281,41 @@ class _Runner:
         return cell.config(self.spec, search).to_dict(), search
 
     def note(self, claimed: Claimed) -> None:
-        """Take in what a claim saw: cells complete, running elsewhere, out of retries; stale attempts."""
-        self.report.stale += claimed.stale
-        for ident in claimed.complete - self.complete:
-            self.complete.add(ident)
-            self.bar.update(1)
-        for ident, (count, error) in claimed.failures.items():
-            if count > self.errors[ident]:  # failures by other workers (ours are counted as they happen)
-                self.errors[ident] = count
-                self.last_error[ident] = error
-        for ident in claimed.exhausted - self.gave_up:
-            self.gave_up.add(ident)
-            self.last_error[ident] = claimed.failures[ident][1]
-            self.log.write(f"\n{_label(self.cells, ident)}: failed after {self.errors[ident]} attempts "
-                           f"(some by other workers): {self.last_error[ident]}\n")
-        # Cells waited for that no live attempt holds any more (their owner died, or failed): ours to take.
-        released = self.elsewhere - claimed.running - claimed.complete
-        self.elsewhere = (self.elsewhere & claimed.running) | {c.ident for c in self.todo
-                                                               if c.ident in claimed.running}
-        drop = claimed.complete | claimed.running | claimed.exhausted
-        if any(c.ident in drop for c in self.todo):
-            self.todo = collections.deque(c for c in self.todo if c.ident not in drop)
-        self.todo.extend(c for c in self.cells if c.ident in released and c.ident not in self.gave_up)
+        """Take in what a claim saw: the study's attempts, others' failures, cells out of retries."""
+        self.seen = claimed.scan
+        self.outcome.stale += claimed.stale
+        for ident, (count, error) in claimed.scan.failures(self.since).items():
+            tally = self.tally.get(ident)
+            if tally is not None and count > tally.errors:  # failures by other workers (ours count as they happen)
+                tally.errors, tally.last_error = count, error
+        for ident in claimed.exhausted:
+            tally = self.tally[ident]
+            if not tally.gave_up:
+                tally.gave_up = True
+                self.log.write(f"\n{_label(self.cells, ident)}: failed after {tally.errors} attempts "
+                               f"(some by other workers): {tally.last_error}\n")
 
-    def held_elsewhere(self, cell: Cell, below: int | None = None) -> str | None:
+    def held_elsewhere(self, cell: Cell, trial_id: int) -> str | None:
         """Return "complete" or "running" when another attempt has ``cell``, else None; re-reads the study.
 
-        "running" means a live attempt of another run (numbered below ``below``, when
-        given); stale ones found on the way are marked so.
+        "running" means a live attempt of another run numbered below the attempt
+        ``trial_id`` just claimed; stale ones found on the way are marked so.
         """
-        import socket
-
         from optuna.trial import TrialState
 
-        host, now = socket.gethostname(), time.time()
-        mine = {job.trial_id for job in self.jobs.values()}
-        holder = None
-        for trial in self.storage.get_all_trials(self.study_id, deepcopy=False,
-                                                 states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if trial_ident(trial) != cell.ident or trial._trial_id in mine:
-                continue
-            if trial.state == TrialState.COMPLETE:
-                if cell.ident not in self.complete:
-                    self.complete.add(cell.ident)
-                    self.bar.update(1)
-                return "complete"
-            if below is not None and trial.number >= below:
-                continue
-            reason = stale_reason(trial, host=host, now=now, grace_period=self.grace_period)
-            if reason is None:
-                holder = "running"
-            elif mark_stale(self.storage, trial._trial_id, reason):
-                self.report.stale.append(trial.number)
-        if holder:
-            self.elsewhere.add(cell.ident)  # wait for the other run at the end
-        return holder
+        number = self.storage.get_trial(trial_id).number
+        self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period,
+                               mine=self.mine() | {trial_id}, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        attempts = [a for a in self.seen.of(cell.ident) if a.trial._trial_id != trial_id]
+        if any(a.state == "complete" for a in attempts):
+            return "complete"
+        self.outcome.stale += withdraw_stale(self.storage, StudyScan(tuple(a for a in attempts if a.state == "stale")))
+        if any(a.state == "running" and a.trial.number < number for a in attempts):
+            return "running"
+        return None
 
     def handle(self, event: Any) -> None:
+        """Record one worker event: an epoch's score, a result, an error, a dead worker, or a fatal error."""
         from optuna.exceptions import UpdateFinishedTrialError
 
         if event.kind == "fatal":
@@ -324,51 +331,54 @@ class _Runner:
                     self.storage.set_trial_intermediate_value(job.trial_id, epoch, score)
             return
         del self.jobs[event.job]
-        self.report.ran += 1
+        self.outcome.ran += 1
         if event.kind == "done":
             self.finish(job, event.payload[0], event.payload[1])
         elif event.kind == "error":
             message, trace, seconds = event.payload
-            fail(self.storage, job.trial_id, message, {"traceback": trace, "seconds": seconds})
-            self.failed(job.cell, message, self.errors)
+            fail(self.storage, job.trial_id, message, {TRACEBACK: trace, SECONDS: seconds})
+            self.failed(job.cell, message)
         elif event.kind == "died":
             code = event.payload[0]
             how = f"signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
             message = f"worker process {job.worker_pid} died ({how})"
             mark_stale(self.storage, job.trial_id, message)
-            self.failed(job.cell, message, self.deaths, MAX_WORKER_DEATHS - 1)
+            self.failed(job.cell, message, died=True)
 
-    def failed(self, cell: Cell, message: str, counter: collections.Counter[tuple[str, int]],
-               retries: int | None = None) -> None:
-        """Queue a failed cell again, unless it used up its retries in this run."""
-        counter[cell.ident] += 1
-        self.last_error[cell.ident] = message
-        if counter[cell.ident] <= (self.max_retries if retries is None else retries):
-            self.todo.append(cell)
+    def failed(self, cell: Cell, message: str, *, died: bool = False) -> None:
+        """Count a failed attempt; give the cell up once it used up its retries in this run."""
+        tally = self.tally[cell.ident]
+        tally.last_error = message
+        if died:
+            tally.deaths += 1
+            count, allowed = tally.deaths, MAX_WORKER_DEATHS - 1
         else:
-            self.gave_up.add(cell.ident)
-            self.log.write(f"\n{cell.label()}: failed after {counter[cell.ident]} attempts: {message}\n")
+            tally.errors += 1
+            count, allowed = tally.errors, self.max_retries
+        if count > allowed:
+            tally.gave_up = True
+            self.log.write(f"\n{cell.label()}: failed after {count} attempts: {message}\n")
 
     def finish(self, job: _Job, result: Mapping[str, Any], seconds: float) -> None:
         """Record a finished attempt: COMPLETE, FAIL (bad metric, or a duplicate), or a late COMPLETE copy."""
         from optuna.exceptions import UpdateFinishedTrialError
 
         attrs = result_attrs(result, seconds)
-        if attrs.get("config") == job.config:
-            del attrs["config"]  # written when the cell was claimed
+        if attrs.get(CONFIG) == job.config:
+            del attrs[CONFIG]  # written when the cell was claimed
         value = finite(result.get(self.spec.metric))
         problem = None
         if value is None:
             problem = f"metric {self.spec.metric} is {result.get(self.spec.metric)!r}, not a finite number"
-        elif self.spec.search and result.get("direction") not in (None, self.spec.direction):
-            problem = (f"the task's {result.get('metric')} is to {result.get('direction')}, but the spec says "
-                       f"direction: {self.spec.direction}; set direction: {result.get('direction')}")
+        elif self.spec.search and result.get(DIRECTION) not in (None, self.spec.direction):
+            problem = (f"the task's {result.get(METRIC)} is to {result.get(DIRECTION)}, but the spec says "
+                       f"direction: {self.spec.direction}; set direction: {result.get(DIRECTION)}")
         if problem:
             fail(self.storage, job.trial_id, problem, attrs)
-            self.failed(job.cell, problem, self.errors)
+            self.failed(job.cell, problem)
             return
         assert value is not None
-        curve = result.get("val_curve") or []
+        curve = result.get(VAL_CURVE) or []
         epochs = {i + 1: float(v) for i, v in enumerate(curve) if finite(v) is not None and i + 1 not in job.epochs}
         try:
             write_result(self.storage, job.trial_id, attrs, epochs)  # outside the lock: every write is idempotent
@@ -383,10 +393,8 @@ class _Runner:
             else:
                 if late or not tell_complete(self.storage, job.trial_id, value):
                     self.record_late(job, value, attrs)  # keep the result as a new trial
-                self.report.completed_now += 1
-        if job.cell.ident not in self.complete:
-            self.complete.add(job.cell.ident)
-            self.bar.update(1)
+                self.outcome.completed_now += 1
+        self.done.add(job.cell.ident)
 
     def completed_by(self, cell: Cell) -> int | None:
         """Return the number of a COMPLETE trial of ``cell`` in storage (read afresh), or None."""
@@ -394,12 +402,11 @@ class _Runner:
 
         if batched(self.storage):
             return complete_attempt(self.storage, self.study_id, cell.key, cell.slot)
-        for trial in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
-            if trial_ident(trial) == cell.ident:
-                return trial.number
-        return None
+        scan = scan_study(self.storage, self.study_id, grace_period=self.grace_period, states=(TrialState.COMPLETE,))
+        return scan.first_complete(cell.ident)
 
     def record_late(self, job: _Job, value: float, attrs: Mapping[str, Any]) -> None:
+        """Store the result of an attempt finished after it was marked stale as a new COMPLETE trial."""
         import uuid
 
         from optuna.trial import TrialState, create_trial
@@ -407,8 +414,7 @@ class _Runner:
         old = self.storage.get_trial(job.trial_id)
         trial = create_trial(
             state=TrialState.COMPLETE, value=value, params=old.params, distributions=old.distributions,
-            user_attrs={**old.user_attrs, **attrs, "late": True, "stale": False, "error": None,
-                        ATTEMPT_ATTR: uuid.uuid4().hex},
+            user_attrs={**old.user_attrs, **attrs, LATE: True, STALE: False, ERROR: None, ATTEMPT: uuid.uuid4().hex},
             intermediate_values={**old.intermediate_values, **job.epochs},
         )
         self.storage.create_new_trial(self.study_id, template_trial=trial)
@@ -423,7 +429,7 @@ class _Runner:
         dims = {d.path: d.distribution() for d in self.spec.search}
         history = [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False,
                                                           states=(TrialState.COMPLETE,))
-                   if t.user_attrs.get("cell") == cell.key]
+                   if t.user_attrs.get(CELL) == cell.key]
         module, _, name = SAMPLERS[self.spec.sampler].rpartition(".")
         seed = int(hashlib.sha256(f"{cell.key}#{cell.slot}#{len(history)}".encode()).hexdigest()[:8], 16)
         sampler: Callable[..., Any] = getattr(importlib.import_module(module), name)
@@ -434,5 +440,5 @@ class _Runner:
         return dict(sub.ask(dims).params)
 
 
-def _label(cells: list[Cell], ident: tuple[str, int]) -> str:
+def _label(cells: list[Cell], ident: Ident) -> str:
     return next((c.label() for c in cells if c.ident == ident), str(ident))

@@ -10,21 +10,25 @@ left; any number of workers on any number of hosts may share a PostgreSQL study
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ._cells import expand_cells
-from ._engine import HEARTBEAT_INTERVAL_S, _Runner
-from ._report import StudyReport
-from ._spec import StudySpec
+from harness.contract import DEFAULT_STORAGE
+
+from ..spec import StudySpec, expand_cells
+from ..storage import (StorageError, backend_for, default_artifact_dir, load_study, mask_url, open_storage,
+                       prepare_study, record_artifact_dir, recorded_artifact_dir, stored_spec, study_names)
+from ._attempts import DEFAULT_GRACE_PERIOD
+from ._claims import reap_stale
+from ._report import FailedCell, StudyReport
+from ._runner import HEARTBEAT_INTERVAL_S, RunOutcome, Runner
 from ._status import status_of
-from ._storage import DEFAULT_STORAGE, StorageError, default_artifact_dir, is_server_url, journal_path, \
-    load_study, mask_url, open_storage, prepare_study, record_artifact_dir, stored_spec
-from ._trials import DEFAULT_GRACE_PERIOD, reap_stale
-from ._workers import DEFAULT_TRIAL_FN, TrialFn
+from ._workers import DEFAULT_TRIAL_FN, TRIAL_FN_ENV, TrialFn
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.storages import BaseStorage
 
 __all__ = ["run_study", "run_worker"]
 
@@ -39,7 +43,8 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
     cells are created (or extended) and nothing runs: ``worker`` processes on any
     host then take the cells. ``inline`` runs the trials in a thread of this process
     instead (for tests and debugging). ``trial_fn`` is ``harness.run_trial`` unless
-    given (a callable importable by worker processes, or ``"module:function"``). A
+    given (a callable importable by worker processes, or ``"module:function"``; the
+    ``ORCA_ABLATE_TRIAL_FN`` environment variable is a testing hook for it). A
     cell whose attempt fails is retried up to ``max_retries`` times in this run; stale
     attempts (a killed run's RUNNING trials) are marked FAIL and re-run without
     counting as failures. ``artifact_dir`` is recorded in the study (default: beside a
@@ -55,44 +60,23 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
     url = storage or DEFAULT_STORAGE
     name = study_name or spec.name
     store = open_storage(url)
-    if name in optuna.get_all_study_names(store):
+    stale: list[int] = []
+    if name in study_names(store):
         study = optuna.load_study(study_name=name, storage=store)
-        stale = reap_stale(store, study._study_id, study.get_trials(deepcopy=False), grace_period=grace_period)
-    else:
-        stale = []
+        stale = reap_stale(store, study._study_id, grace_period=grace_period)
     study = prepare_study(store, spec, name)
     log = log or sys.stderr
     directory = _artifact_dir(study, url, artifact_dir, log)
     if workers == 0 and not inline:
-        report = StudyReport(name, mask_url(url), len(expand_cells(spec)), workers=0, mode="prepare")
-    else:
-        runner = _Runner(
-            store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
-            trial_fn=trial_fn or DEFAULT_TRIAL_FN, grace_period=grace_period,
-            heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log,
-        )
-        report = runner.run(progress=progress)
-    report.storage = mask_url(url)
-    report.stale = stale + report.stale
-    report.artifact_dir = directory
-    report.status = status_of(study, spec, grace_period=grace_period)
-    report.complete = report.status.counts()["complete"]
-    return report
-
-
-def _artifact_dir(study: optuna.Study, url: str, given: str | None, log: TextIO) -> str | None:
-    """Record the study's artifact directory (given, already recorded, or beside the file); return it."""
-    recorded = study.user_attrs.get("artifact_dir")
-    if given is None and isinstance(recorded, str):
-        return recorded
-    directory = given or default_artifact_dir(url)
-    if directory is None:
-        return None
-    replaced = record_artifact_dir(study, directory)
-    if replaced:
-        log.write(f"warning: study {study.study_name!r} kept its artifacts in {replaced}; from now on they go to "
-                  f"{study.user_attrs['artifact_dir']} (move the old files there to keep them in the dashboard)\n")
-    return str(study.user_attrs["artifact_dir"])
+        return _report(store, study, spec, url, RunOutcome(stale=stale), grace_period=grace_period, workers=0,
+                       mode="prepare", artifact_dir=directory)
+    runner = Runner(store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
+                    trial_fn=_trial_fn(trial_fn), grace_period=grace_period,
+                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log)
+    outcome = runner.run(progress=progress)
+    outcome.stale = stale + outcome.stale
+    return _report(store, study, spec, url, outcome, grace_period=grace_period, workers=0 if inline else workers,
+                   inline=inline, mode="run", artifact_dir=directory)
 
 
 def run_worker(storage: str, study_name: str | None = None, *, max_trials: int | None = None,
@@ -117,7 +101,7 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE
-    if not is_server_url(url) and journal_path(url) is None:
+    if backend_for(url).shared_by is None:
         raise StorageError(f"--storage {mask_url(url)}: workers need a storage that many processes write safely: "
                            "PostgreSQL (postgresql://USER@HOST/DB, any number of hosts) or a journal file "
                            "(journal:///PATH.log, one host); for a SQLite file, run the spec with "
@@ -129,24 +113,52 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
         raise StorageError(f"{exc}; a worker joins an existing study: create it first with "
                            f"orca-ablate run SPEC --storage {mask_url(url)} --workers 0") from None
     spec = stored_spec(study)
-    stale = reap_stale(store, study._study_id, study.get_trials(deepcopy=False), grace_period=grace_period)
-    runner = _Runner(
-        store, study, spec, workers=1, inline=inline, max_retries=max_retries,
-        trial_fn=trial_fn or DEFAULT_TRIAL_FN, grace_period=grace_period,
-        heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
-        log=log or sys.stderr, max_attempts=max_trials, mode="worker",
-    )
+    stale = reap_stale(store, study._study_id, grace_period=grace_period)
+    runner = Runner(store, study, spec, workers=1, inline=inline, max_retries=max_retries,
+                    trial_fn=_trial_fn(trial_fn), grace_period=grace_period,
+                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
+                    log=log or sys.stderr, max_attempts=max_trials)
     try:
-        report = runner.run(progress=progress)
+        outcome = runner.run(progress=progress)
     except KeyError as exc:  # Optuna's "study not found": the study went away under the worker
         if study.study_name in optuna.get_all_study_names(store):
             raise
         raise StorageError(f"study {study.study_name!r} was deleted or rewritten (a run that adds tasks, seeds "
                            "or levels re-creates it) while this worker ran; start the worker again") from exc
-    report.storage = mask_url(url)
-    report.stale = stale + report.stale
-    artifact_dir = study.user_attrs.get("artifact_dir")
-    report.artifact_dir = artifact_dir if isinstance(artifact_dir, str) else None
-    report.status = status_of(study, spec, grace_period=grace_period)
-    report.complete = report.status.counts()["complete"]
-    return report
+    outcome.stale = stale + outcome.stale
+    return _report(store, study, spec, url, outcome, grace_period=grace_period, workers=0 if inline else 1,
+                   inline=inline, mode="worker", artifact_dir=recorded_artifact_dir(study))
+
+
+def _trial_fn(given: str | TrialFn | None) -> str | TrialFn:
+    return given or os.environ.get(TRIAL_FN_ENV) or DEFAULT_TRIAL_FN
+
+
+def _report(store: BaseStorage, study: optuna.Study, spec: StudySpec, url: str, outcome: RunOutcome, *,
+            grace_period: float, workers: int, mode: str, artifact_dir: str | None,
+            inline: bool = False) -> StudyReport:
+    """Return the report of a run, a worker or a preparation, with every cell's state read afresh."""
+    status = status_of(study, spec, grace_period=grace_period)
+    return StudyReport(
+        study.study_name, mask_url(url), len(expand_cells(spec)), complete=status.counts()["complete"],
+        ran=outcome.ran, completed_now=outcome.completed_now, stale=outcome.stale,
+        failed=[FailedCell(cell, error, attempts) for cell, error, attempts in outcome.failed],
+        seconds=outcome.seconds, workers=workers, inline=inline, mode=mode, artifact_dir=artifact_dir,
+        status=status, shared_by=backend_for(url).shared_by,
+    )
+
+
+def _artifact_dir(study: optuna.Study, url: str, given: str | None, log: TextIO) -> str | None:
+    """Record the study's artifact directory (given, already recorded, or beside the file); return it."""
+    recorded = recorded_artifact_dir(study)
+    if given is None and recorded is not None:
+        return recorded
+    directory = given or default_artifact_dir(url)
+    if directory is None:
+        return None
+    replaced = record_artifact_dir(study, directory)
+    now = recorded_artifact_dir(study)
+    if replaced:
+        log.write(f"warning: study {study.study_name!r} kept its artifacts in {replaced}; from now on they go to "
+                  f"{now} (move the old files there to keep them in the dashboard)\n")
+    return now

@@ -1,0 +1,93 @@
+"""Finding and reading spec files: a path, or the name of a spec shipped in ``studies/specs/``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ._model import StudySpec
+from ._types import SpecError, Validator
+
+__all__ = ["load_spec", "shipped_specs"]
+
+
+def shipped_specs() -> dict[str, Path]:
+    """Return the specs shipped in ``studies/specs/``: name -> file."""
+    root = importlib.resources.files("studies") / "specs"
+    out: dict[str, Path] = {}
+    for entry in root.iterdir():
+        if entry.name.endswith(".yaml"):
+            out[entry.name[: -len(".yaml")]] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
+              validator: Validator | Literal["harness"] | None = "harness",
+              tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> StudySpec:
+    """Return the spec at a path, or the shipped spec of that name, validated.
+
+    ``validator="harness"`` (the default) checks registry names with
+    ``harness.validate_config``; pass None to skip, or a function of your own.
+    ``tasks`` and ``seeds`` (from ``run --tasks/--seeds``) replace the spec's lists
+    and are checked like them.
+    """
+    path = _find_spec_file(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML: {exc}") from None
+    source = str(path)
+    replaced = {key: list(value) for key, value in (("tasks", tasks), ("seeds", seeds)) if value is not None}
+    if replaced and isinstance(data, dict):
+        data = {**data, **replaced}
+        source += " with " + " and ".join(f"--{key}" for key in replaced)
+    check = _harness_validator if isinstance(validator, str) else validator
+    return StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
+
+
+def _find_spec_file(spec: str | os.PathLike[str]) -> Path:
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = shipped_specs()
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    hint = difflib.get_close_matches(str(spec), list(shipped), n=1)
+    fix = f"; did you mean {hint[0]}?" if hint else ""
+    raise SpecError(f"spec {str(spec)!r}: no such file, and no shipped spec of that name{fix} "
+                    f"(shipped: {', '.join(shipped)})")
+
+
+def _harness_validator(config: Any) -> None:
+    """Check the registry names of ``config`` with ``harness.validate_config`` (imported on first use: torch)."""
+    from harness import validate_config
+
+    validate_config(config)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}; each key may appear once", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

@@ -1,0 +1,88 @@
+"""Study specs: YAML files validated into frozen dataclasses, with errors that name the path.
+
+A spec declares the grid of an ablation: ``tasks`` (a factor of its own),
+``seeds`` (every cell runs once per seed), ``factors`` (TrialConfig paths ->
+levels), ``base`` (fixed settings), the ``metric`` that becomes the trial's
+value, and optionally ``search`` dimensions tuned per cell by Optuna. Every
+mistake raises :class:`SpecError` naming where it is and how to fix it, e.g.
+``factors.embeder.epochs: unknown config path; did you mean embedder.epochs?``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import TrialConfig
+from harness.contract import TEST_SCORE
+
+from ._parser import SpecParser
+from ._types import Factor, SearchDimension, Validator
+
+__all__ = ["StudySpec"]
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec; ``StudySpec.from_dict(spec.to_dict()) == spec``."""
+
+    name: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    factors: tuple[Factor, ...] = ()
+    base: Mapping[str, Any] = field(default_factory=dict)
+    """Dotted TrialConfig path -> value (coerced to the path's type)."""
+    metric: str = TEST_SCORE
+    direction: str = "maximize"
+    search: tuple[SearchDimension, ...] = ()
+    trials_per_cell: int = 1
+    sampler: str = "tpe"
+    description: str = ""
+
+    @property
+    def factor_paths(self) -> list[str]:
+        """Return the factor paths in spec order."""
+        return [f.path for f in self.factors]
+
+    def base_config(self) -> TrialConfig:
+        """Return the TrialConfig every cell starts from (defaults + ``base``)."""
+        return TrialConfig().override(self.base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as a JSON-serialisable dict in canonical form."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tasks": list(self.tasks),
+            "seeds": list(self.seeds),
+            "factors": {f.path: list(f.levels) for f in self.factors},
+            "base": dict(self.base),
+            "metric": self.metric,
+            "direction": self.direction,
+            "search": {d.path: d.to_dict() for d in self.search},
+            "trials_per_cell": self.trials_per_cell,
+            **({"sampler": self.sampler} if self.search else {}),
+        }
+
+    def to_json(self) -> str:
+        """Return the canonical dict as JSON."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "spec", validator: Validator | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> StudySpec:
+        """Return a validated spec from a parsed YAML mapping.
+
+        ``overrides`` (from ``--set``) replace or add ``base`` entries. ``validator``
+        checks registry names (tasks, proxies, objectives, freeze modes) of the
+        configs the spec produces; None skips that check.
+        """
+        parser = SpecParser(source)
+        spec = cls(**parser.parse(data, overrides or {}))
+        if validator is not None:
+            parser.check_names(spec, validator)
+        return spec
+
+

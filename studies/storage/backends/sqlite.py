@@ -1,0 +1,95 @@
+"""SQLite storage (``sqlite:///FILE.db``, relative to the working directory), opened in WAL mode.
+
+One process writes it: ``run --workers K`` keeps the storage in the run's own
+process and its workers send results over pipes (Optuna's RDB storage on SQLite
+crashes concurrent writers; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.contract import is_sqlite_url, sqlite_path
+
+from .._errors import StorageError
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+
+__all__ = ["BACKEND", "SQLITE_TIMEOUT_S", "SQLITE_WAL"]
+
+SQLITE_TIMEOUT_S = 60
+"""How long a SQLite writer waits for a lock (readers such as the dashboard hold it briefly)."""
+SQLITE_WAL = True
+"""Open SQLite files in WAL mode with synchronous=NORMAL (see ``_connect``)."""
+
+
+class SQLiteBackend:
+    """A SQLite file; artifacts go to ``<stem>-artifacts/`` beside it."""
+
+    name = "sqlite"
+    example = "sqlite:///FILE.db"
+    shared_by = None
+
+    def matches(self, url: str) -> bool:
+        return is_sqlite_url(url)
+
+    def open(self, url: str, *, must_exist: bool) -> BaseStorage:
+        import optuna
+        from optuna.storages import RDBStorage
+        from sqlalchemy.exc import IntegrityError
+
+        kwargs: dict[str, Any] = {}
+        file = sqlite_path(url)
+        if file is not None:
+            if not file.resolve().parent.is_dir():
+                raise StorageError(f"--storage {url!r}: directory of {str(file)!r} does not exist")
+            if must_exist and not file.is_file():
+                raise StorageError(f"--storage {url!r}: no such SQLite file {str(file.resolve())!r}")
+            kwargs["creator"] = functools.partial(_connect, str(file))
+        for attempt in range(3):
+            try:
+                return optuna.storages.get_storage(RDBStorage(url, engine_kwargs=kwargs))
+            except IntegrityError:
+                # Two processes creating a fresh file at once both insert Optuna's schema version;
+                # the loser finds the tables there when it tries again.
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+            except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+                raise StorageError(f"--storage {url!r}: cannot open it ({type(exc).__name__}: {exc})") from None
+        raise AssertionError("unreachable")
+
+    def artifact_default(self, url: str) -> Path | None:
+        file = sqlite_path(url)
+        if file is None:
+            return None
+        path = file.resolve()
+        return path.with_name(f"{path.stem}-artifacts")
+
+
+def _connect(file: str) -> sqlite3.Connection:
+    """Return a SQLite connection in WAL mode with synchronous=NORMAL and a long lock timeout.
+
+    In WAL mode a commit appends to the write-ahead log without an fsync
+    (measured here: about 15 ms -> under 1 ms per write, and half the time to
+    create a fresh file). Every committed write survives the process being
+    killed (SIGKILL); only an OS crash or power loss can lose the last ones. WAL
+    needs a local filesystem (not NFS); readers such as optuna-dashboard need
+    write access to the directory for the -wal/-shm files.
+    """
+    connection = sqlite3.connect(file, timeout=SQLITE_TIMEOUT_S, check_same_thread=False)
+    if SQLITE_WAL:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")  # persistent in the file; a no-op when already set
+        except sqlite3.OperationalError:
+            pass  # another process holds a rollback-journal file open; keep its mode for now
+        connection.execute("PRAGMA synchronous=NORMAL")  # per connection
+    return connection
+
+
+BACKEND = SQLiteBackend()
