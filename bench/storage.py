@@ -48,6 +48,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from studies import StudySpec, open_storage, run_study  # noqa: E402
 from studies.engine._attempts import heartbeat  # noqa: E402
+from harness.contract import OWNER_PID  # noqa: E402
 
 FAKE = "studies._testing:fake_trial"
 
@@ -95,7 +96,7 @@ def overhead(url: str, n_cells: int) -> dict[str, float]:
     ends = sorted(t.datetime_complete for t in _trials(url, spec.name) if t.datetime_complete)
     gaps = [1000 * (b - a).total_seconds() for a, b in zip(ends, ends[1:])]
     storage = open_storage(url)
-    trial = optuna.create_study(study_name="heartbeat", storage=storage).ask()
+    trial = optuna.create_study(study_name="heartbeat-writes", storage=storage).ask()
     beats = []
     for _ in range(20):
         start = time.perf_counter()
@@ -103,7 +104,7 @@ def overhead(url: str, n_cells: int) -> dict[str, float]:
         beats.append(1000 * (time.perf_counter() - start))
     return {"median": statistics.median(gaps), "p90": statistics.quantiles(gaps, n=10)[-1],
             "cpu": 1000 * cpu / n_cells, "wall": 1000 * wall / n_cells, "n": float(len(ends)),
-            "heartbeat": statistics.median(beats)}
+            "beat": statistics.median(beats)}
 
 
 def throughput(url: str, workers: int, n_cells: int, seconds: float) -> dict[str, float]:
@@ -125,7 +126,7 @@ def throughput(url: str, workers: int, n_cells: int, seconds: float) -> dict[str
     assert len(trials) == n_cells, f"{len(trials)} COMPLETE trials for {n_cells} cells"
     by_owner: dict[Any, list[optuna.trial.FrozenTrial]] = {}
     for trial in trials:
-        by_owner.setdefault(trial.user_attrs["owner_pid"], []).append(trial)
+        by_owner.setdefault(trial.user_attrs[OWNER_PID], []).append(trial)
     start = max(min(t.datetime_start for t in ts) for ts in by_owner.values())  # all K are running
     end = min(max(t.datetime_complete for t in ts) for ts in by_owner.values())  # none has stopped yet
     inside = [t for t in trials if t.datetime_start >= start and t.datetime_complete <= end]
@@ -180,7 +181,7 @@ def main() -> None:
 def _print_overhead(label: str, result: dict[str, float]) -> None:
     print(f"  {label:<13} median {result['median']:6.1f}  p90 {result['p90']:6.1f}  "
           f"CPU of this process {result['cpu']:6.1f}  wall/trial {result['wall']:6.1f}  "
-          f"heartbeat {result['heartbeat']:5.1f}  ({result['n']:.0f} trials)")
+          f"heartbeat {result['beat']:5.1f}  ({result['n']:.0f} trials)")
 
 
 if __name__ == "__main__":

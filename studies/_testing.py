@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import contract as c
 from harness.config import TrialConfig
 
 __all__ = ["always_failing_trial", "counting_trial", "fake_result", "fake_trial", "flaky_trial", "nan_trial"]
@@ -40,23 +41,23 @@ def fake_result(config: TrialConfig, on_epoch: Callable[[int, float], None] | No
         if on_epoch is not None:
             on_epoch(epoch, value)
     return {
-        "test_score": round(score - 0.01, 6),
-        "val_score": max(curve) if curve else score,
-        "metric": "accuracy",
-        "direction": "maximize",
-        "modality": "1d" if config.task.startswith(("ucr:", "synthetic-1d")) else "2d",
-        "otdd_before": 10.0 + digest[1] / 25.6,
-        "otdd_after": 1.0 + digest[2] / 25.6,
-        "otdd_curve": [10.0, 5.0, 1.0][: config.embedder.epochs + 1],
-        "val_curve": curve,
-        "best_epoch": epochs,
-        "seconds": {"total": time.perf_counter() - start},
-        "trainable_params": 1000,
-        "peak_mem_mb": 12.5,
-        "device": "cpu",
-        "config": config.to_dict(),
-        "versions": {"fake": "1"},
-        "details": {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS")},
+        c.TEST_SCORE: round(score - 0.01, 6),
+        c.VAL_SCORE: max(curve) if curve else score,
+        c.METRIC: "accuracy",
+        c.DIRECTION: "maximize",
+        c.MODALITY: "1d" if config.task.startswith(("ucr:", "synthetic-1d")) else "2d",
+        c.OTDD_BEFORE: 10.0 + digest[1] / 25.6,
+        c.OTDD_AFTER: 1.0 + digest[2] / 25.6,
+        c.OTDD_CURVE: [10.0, 5.0, 1.0][: config.embedder.epochs + 1],
+        c.VAL_CURVE: curve,
+        c.BEST_EPOCH: epochs,
+        c.SECONDS: {"total": time.perf_counter() - start},
+        c.TRAINABLE_PARAMS: 1000,
+        c.PEAK_MEM_MB: 12.5,
+        c.DEVICE: "cpu",
+        c.CONFIG: config.to_dict(),
+        c.VERSIONS: {"fake": "1"},
+        c.DETAILS: {"pid": os.getpid(), "threads": os.environ.get("OMP_NUM_THREADS")},
     }
 
 
@@ -84,7 +85,7 @@ def always_failing_trial(config: TrialConfig,
 
 def nan_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Return a result whose scores are NaN."""
-    return fake_result(config, on_epoch) | {"test_score": float("nan"), "val_score": float("nan")}
+    return fake_result(config, on_epoch) | {c.TEST_SCORE: float("nan"), c.VAL_SCORE: float("nan")}
 
 
 def counting_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:

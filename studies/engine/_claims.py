@@ -100,7 +100,7 @@ def _first_free(found: Claimed, cells: Sequence[Cell], mine: set[int], since: da
 
 def withdraw_stale(storage: BaseStorage, scan: StudyScan) -> list[int]:
     """Mark every stale attempt of ``scan`` FAIL (``stale: true``); return the numbers of those it marked."""
-    return [a.trial.number for a in scan.stale() if mark_stale(storage, a.trial._trial_id, f"{a.reason}")]
+    return [a.trial.number for a in scan.orphaned() if mark_stale(storage, a.trial._trial_id, f"{a.reason}")]
 
 
 def reap_stale(storage: BaseStorage, study_id: int, *, grace_period: float, exclude: Iterable[int] = ()) -> list[int]:

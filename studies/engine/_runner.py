@@ -161,7 +161,7 @@ class Runner:
 
         start = time.perf_counter()
         self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period)
-        bar = tqdm(total=len(self.cells), initial=len(self.complete()), unit="cell", file=self.log,
+        bar = tqdm(total=len(self.cells), initial=len(self.complete()), unit=CELL, file=self.log,
                    desc=self.study.study_name, disable=not progress, dynamic_ncols=True)
         pool: WorkerPool | InlinePool | None = None
         last_beat = last_poll = time.monotonic()
@@ -224,7 +224,7 @@ class Runner:
         """Re-read the study while waiting for other runs' attempts; withdraw stale ones (their cells are free)."""
         self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period, mine=self.mine())
         self.outcome.stale += withdraw_stale(self.storage, self.seen)
-        if self.seen.stale():
+        if self.seen.orphaned():
             self.seen = scan_study(self.storage, self.study_id, grace_period=self.grace_period, mine=self.mine())
 
     # -- one attempt -------------------------------------------------------------------------
@@ -309,7 +309,7 @@ class Runner:
         attempts = [a for a in self.seen.of(cell.ident) if a.trial._trial_id != trial_id]
         if any(a.state == "complete" for a in attempts):
             return "complete"
-        self.outcome.stale += withdraw_stale(self.storage, StudyScan(tuple(a for a in attempts if a.state == "stale")))
+        self.outcome.stale += withdraw_stale(self.storage, StudyScan(tuple(a for a in attempts if a.state == "orphaned")))
         if any(a.state == "running" and a.trial.number < number for a in attempts):
             return "running"
         return None

@@ -5,8 +5,8 @@ Each orca-ablate trial is one attempt at a cell (user attrs ``cell`` and
 
 - ``complete``: COMPLETE;
 - ``running``: RUNNING, and its owner may still finish it;
-- ``stale``: RUNNING, but its owner is gone (a dead process on this host) or
-  silent for longer than the grace period: it should be marked FAIL (withdrawn);
+- ``orphaned``: RUNNING, but its owner is gone (a dead process on this host) or
+  silent for longer than the grace period (a *stale* attempt): it should be marked FAIL;
 - ``failed``: FAIL with an error: counts against the cell's retries;
 - ``withdrawn``: FAIL marked ``stale``: the attempt was given up, not the cell.
 
@@ -36,7 +36,7 @@ __all__ = ["ATTEMPT_STATES", "Attempt", "Ident", "StudyScan", "scan_study", "sor
 Ident = tuple[str, int]
 """A cell's identity: its canonical key and search slot."""
 
-ATTEMPT_STATES = ("complete", "running", "stale", "failed", "withdrawn")
+ATTEMPT_STATES = ("complete", "running", "orphaned", "failed", "withdrawn")
 
 
 def trial_ident(trial: FrozenTrial) -> Ident | None:
@@ -56,7 +56,7 @@ class Attempt:
     ident: Ident
     state: str
     reason: str | None = None
-    """Why a ``stale`` attempt is stale."""
+    """Why an ``orphaned`` attempt is stale."""
 
     @property
     def error(self) -> str:
@@ -86,9 +86,9 @@ class StudyScan:
         return {a.ident for a in self.attempts
                 if a.state == "running" and a.trial._trial_id not in exclude and a.ident not in done}
 
-    def stale(self) -> list[Attempt]:
-        """Return the RUNNING attempts whose owner is gone or silent."""
-        return [a for a in self.attempts if a.state == "stale"]
+    def orphaned(self) -> list[Attempt]:
+        """Return the RUNNING attempts whose owner is gone or silent (stale attempts)."""
+        return [a for a in self.attempts if a.state == "orphaned"]
 
     def failures(self, since: datetime | None) -> dict[Ident, tuple[int, str]]:
         """Return cell -> (failed attempts finished since ``since``, the last one's error); {} without ``since``."""
@@ -141,7 +141,7 @@ def _state(trial: FrozenTrial, state: TrialState, mine: Container[int], *, host:
         if trial._trial_id in mine:
             return "running", None
         reason = stale_reason(trial, host=host, now=now, grace_period=grace_period)
-        return ("running", None) if reason is None else ("stale", reason)
+        return ("running", None) if reason is None else ("orphaned", reason)
     if state == TrialState.FAIL:
         return ("withdrawn" if trial.user_attrs.get(STALE) else "failed"), None
     return None, None  # WAITING or PRUNED: orca-ablate writes neither

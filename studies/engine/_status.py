@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.contract import CELL
+
 from ..spec import Cell, StudySpec, expand_cells
 from ..storage import load_study, open_storage, stored_spec
 from ._attempts import DEFAULT_GRACE_PERIOD
@@ -70,7 +72,7 @@ class StudyStatus:
         rows = [[c.state + (" (stale?)" if c.looks_stale else ""), c.attempts,
                  "" if c.value is None else f"{c.value:.4g}", c.cell.label(), _clip(c.last_error or "")]
                 for c in self.cells if c.state in wanted]
-        return format_table(["state", "attempts", "value", "cell", "last error"], rows)
+        return format_table(["state", "attempts", "value", CELL, "last error"], rows)
 
 
 def study_status(storage: str | None, study_name: str | None, *,
@@ -93,7 +95,7 @@ def status_of(study: optuna.Study, spec: StudySpec, *, grace_period: float = DEF
         if "complete" in states:
             value = next(a.trial.value for a in attempts if a.state == "complete")
             status = CellStatus(cell, "complete", len(attempts), errors, value)
-        elif "running" in states or "stale" in states:
+        elif "running" in states or "orphaned" in states:
             stale = "running" not in states
             status = CellStatus(cell, "running", len(attempts), errors, None, last_error, stale)
         elif states and states[-1] == "failed":
