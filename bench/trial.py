@@ -2,9 +2,9 @@
 
 Usage: ``python bench/trial.py [--repeats 3] [--layers 2] [--threads 2] [--batch-size 32]``.
 
-Both sides train the same model (an OrcaModel built as ``run_trial`` builds it: the
-default MiniLM body cut to ``--layers`` layers, digits task, default tokenisation and
-head), from the same initial weights, on the same data in the same batch order
+Both sides train the same model (an OrcaModel built by ``harness.build_parts``, as
+``run_trial`` builds it: the default MiniLM body cut to ``--layers`` layers, digits task,
+default tokenisation and head), from the same initial weights, on the same data in the same batch order
 (one ``torch.randperm`` from a generator seeded alike), with AdamW over the same two
 parameter groups (embedder + head at ``finetune.lr``, body at ``finetune.body_lr``).
 
@@ -34,27 +34,19 @@ import time
 import torch
 import torch.nn.functional as F
 
-from harness import BodyConfig, DataConfig, FinetuneConfig
-from harness.bodies import load_body
-from harness.embedders import Embedder, HeadSpec, OrcaModel, make_head, tokenisation
+from harness import BodyConfig, FinetuneConfig, TrialConfig, build_parts
+from harness.embedders import OrcaModel
 from harness.finetune import finetune
 from harness.metrics import get_metric
-from harness.tasks import TaskData, load_task
+from harness.tasks import TaskData
 
 State = dict[str, torch.Tensor]
 
 
 def build(layers: int) -> tuple[OrcaModel, TaskData]:
-    """Return the model (as ``run_trial`` builds it) and the digits task, seed 0."""
-    torch.manual_seed(0)
-    task = load_task("digits", DataConfig(), seed=0)
-    body = load_body(BodyConfig(layers=layers), 0)
-    tok = tokenisation(task.input_shape, task.default_tokens, None)
-    torch.manual_seed(0)
-    embedder = Embedder(task.input_shape, body.dim, tok, "body")
-    embedder.init_from_body(body, True)
-    head = make_head(task.output, HeadSpec(body.dim, task.num_classes, tok, task.input_shape, task.target_shape))
-    return OrcaModel(embedder, body, head=head), task
+    """Return the model (built by ``build_parts``, as ``run_trial`` builds it) and the digits task, seed 0."""
+    parts = build_parts(TrialConfig(task="digits", seed=0, body=BodyConfig(layers=layers)), with_proxy=False)
+    return parts.model, parts.task
 
 
 def snapshot(model: torch.nn.Module) -> State:
@@ -156,6 +148,7 @@ def main() -> None:
         print(f"  bare training steps alone:                                {t:.3f}")
         print(f"  overhead ratio harness / bare: best {h / b:.3f}, median {hm / bm:.3f}  (target <= 1.05)")
     print(f"same final weights on both sides: {same}")
+
 
 if __name__ == "__main__":
     main()

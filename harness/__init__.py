@@ -1,8 +1,9 @@
 """orca-ablate's ML pipeline: one ORCA trial from a config, with no Optuna in it.
 
 Config and error types import eagerly (they need only the standard library and
-PyYAML); ``run_trial`` and ``validate_config`` import torch on first use (PEP 562),
-so that processes which only validate specs or read storage stay light.
+PyYAML); ``run_trial``, ``validate_config``, ``build_parts`` and ``TrialParts`` import
+torch on first use (PEP 562), so that processes which only validate specs or read
+storage stay light.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from .errors import ConfigError, DataError, OrcaAblateError, TrialFailure
 from .result import TrialResult
 
 if TYPE_CHECKING:
+    from .parts import TrialParts, build_parts
     from .trial import run_trial, validate_config
 
-_LAZY: dict[str, str] = {"run_trial": ".trial", "validate_config": ".trial"}
+_LAZY: dict[str, str] = {"run_trial": ".trial", "validate_config": ".trial", "build_parts": ".parts",
+                         "TrialParts": ".parts"}
 
 __all__ = [
     "BodyConfig",
@@ -37,7 +40,9 @@ __all__ = [
     "OrcaAblateError",
     "TrialConfig",
     "TrialFailure",
+    "TrialParts",
     "TrialResult",
+    "build_parts",
     "config_paths",
     "parse_assignments",
     "run_trial",

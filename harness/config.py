@@ -4,6 +4,8 @@ A :class:`TrialConfig` is built from a nested mapping (``TrialConfig.from_dict``
 and changed with dotted paths (``cfg.override({"embedder.epochs": 4})``). Unknown
 keys and values of the wrong type raise :class:`~harness.errors.ConfigError`
 naming the path, what was expected and, for misspelt keys, the closest valid path.
+``cfg.flat()`` gives the dotted form back; :func:`flatten` does the same for any
+nested mapping (a stored config dict, say).
 Names that live in registries (tasks, proxies, objectives, freeze modes) are
 checked by :func:`harness.trial.validate_config`, which knows the registries.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "FinetuneConfig",
     "TrialConfig",
     "config_paths",
+    "flatten",
     "parse_assignments",
 ]
 
@@ -125,7 +128,7 @@ class TrialConfig:
         """Return a config from a nested mapping; dotted keys are allowed at any level."""
         cfg = cls()
         if data:
-            cfg = cfg.override(_flatten(data))
+            cfg = cfg.override(flatten(data))
         return cfg
 
     def override(self, assignments: Mapping[str, Any]) -> TrialConfig:
@@ -138,6 +141,13 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a nested plain dict (JSON-serialisable)."""
         return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Return the config as dotted path -> value, leaves only (``{"embedder.epochs": 20, ...}``).
+
+        The keys are :func:`config_paths` in the same order; ``TrialConfig().override(cfg.flat()) == cfg``.
+        """
+        return flatten(self.to_dict())
 
     def to_json(self) -> str:
         """Return the config as canonical JSON (sorted keys)."""
@@ -179,16 +189,23 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return ``mapping`` as dotted path -> value: every nested mapping is flattened, other values kept as they are.
+
+    ``flatten({"task": "digits", "embedder": {"epochs": 2}, "finetune.lr": 0.1})`` is
+    ``{"task": "digits", "embedder.epochs": 2, "finetune.lr": 0.1}`` (dotted keys pass through);
+    ``prefix`` is put before every key. An empty nested mapping contributes no key. Raises
+    ConfigError when ``mapping`` is not a mapping or a key is not a string.
+    """
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(mapping).__name__}")
     out: dict[str, Any] = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
-    for key, value in data.items():
+    for key, value in mapping.items():
         if not isinstance(key, str):
             raise ConfigError(f"{prefix}{key!r}: config keys must be strings")
         path = prefix + key
-        if isinstance(value, Mapping) and path.split(".")[0] in _SECTIONS:
-            out.update(_flatten(value, path + "."))
+        if isinstance(value, Mapping):
+            out.update(flatten(value, path + "."))
         else:
             out[path] = value
     return out

@@ -49,7 +49,8 @@ class TrialResult:
     config: dict[str, Any]
     """The resolved TrialConfig as a nested dict (defaults filled in)."""
     versions: dict[str, str]
-    """Versions of python, torch, transformers, POT and orca-ablate."""
+    """Versions of python, orca-ablate, torch, transformers, POT and numpy, and under ``git_commit``
+    (``contract.GIT_COMMIT``) the commit of the checkout the trial ran from, when it ran from one."""
     details: dict[str, Any] = field(default_factory=dict)
     """Extra facts: resolved patch size and token count, proxy description, sample counts, the task's
     ``output`` kind and ``target_shape``, ``test_metrics`` (every metric defined for the output kind, on

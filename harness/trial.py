@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import platform
+import re
 import resource
+import subprocess
 import time
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
+from . import contract
 from .align import align, check_objective
-from .bodies import load_body
 from .config import TrialConfig
-from .embedders import ENTRIES, Embedder, HeadSpec, OrcaModel, make_head, tokenisation
+from .embedders import ENTRIES
 from .errors import ConfigError
 from .finetune import apply_freeze, check_finetune, finetune, predict, resolve_epochs
 from .metrics import get_loss, get_metric, metrics_for
-from .proxies import ProxyRequest, get_proxy, get_proxy_spec
+from .parts import build_parts
+from .proxies import get_proxy_spec
 from .result import TrialResult
-from .tasks import TaskData, get_output_kind, get_task, load_task
+from .tasks import get_output_kind, get_task
 
-__all__ = ["DEVICES", "resolve_device", "run_trial", "stage_splits", "validate_config"]
+__all__ = ["DEVICES", "checkout_commit", "resolve_device", "run_trial", "validate_config", "versions"]
 
 DEVICES: dict[str, Callable[[], torch.device]] = {
     "auto": lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"),
@@ -68,26 +72,37 @@ def validate_config(cfg: TrialConfig) -> None:
         raise ConfigError(f"data.max_train_samples={cfg.data.max_train_samples}: give at least 2 or null")
 
 
-def _versions() -> dict[str, str]:
+@functools.cache
+def checkout_commit(directory: Path = Path(__file__).resolve().parent) -> str | None:
+    """Return the commit checked out at ``directory`` (default: this package's folder), or None.
+
+    None when git is not installed, does not answer within 5 s, or ``directory`` is not
+    in a git checkout (an installed wheel, say). Asked once per directory per process.
+    """
+    try:
+        out = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", sha) else None
+
+
+def versions() -> dict[str, str]:
+    """Return the versions a result records: python, orca-ablate, torch, transformers, POT, numpy, git commit.
+
+    The commit (key ``contract.GIT_COMMIT``) is there only when the harness runs from a git checkout.
+    """
     out = {"python": platform.python_version()}
     for dist in ("orca-ablate", "torch", "transformers", "POT", "numpy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
+    commit = checkout_commit()
+    if commit is not None:
+        out[contract.GIT_COMMIT] = commit
     return out
-
-
-def stage_splits(task: TaskData, device: torch.device) -> TaskData:
-    """Return ``task`` with its split tensors in pinned host memory when ``device`` is CUDA (else unchanged).
-
-    Pinned once here, contiguous slices (validation and test batches) copy to the
-    GPU asynchronously; shuffled training batches are gathered and pinned per batch.
-    """
-    if device.type != "cuda":
-        return task
-    names = [f"{v}_{s}" for s in ("train", "val", "test") for v in ("x", "y")]
-    return dataclasses.replace(task, **{n: getattr(task, n).pin_memory() for n in names})
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -109,26 +124,10 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    task = stage_splits(load_task(cfg.task, cfg.data, cfg.seed), device)
+    parts = build_parts(cfg, device)
+    task, model, proxy, tok = parts.task, parts.model, parts.proxy, parts.tokenisation
+    assert proxy is not None  # built with_proxy
     metric, loss_fn = get_metric(task.metric), get_loss(task.loss)
-    body = load_body(cfg.body, cfg.seed)
-    if cfg.embedder.entry not in body.kind.entries:
-        raise ConfigError(f"embedder.entry={cfg.embedder.entry!r} does not suit a {body.modality} body "
-                          f"({body.model_type}); expected one of {list(body.kind.entries)}")
-    tok = tokenisation(task.input_shape, cfg.embedder.tokens or task.default_tokens, cfg.embedder.patch)
-    if tok.tokens > body.max_positions:
-        raise ConfigError(f"the embedder makes {tok.tokens} tokens but the body takes at most "
-                          f"{body.max_positions}; lower embedder.tokens or raise embedder.patch")
-    # The embedder's (and head's) initial weights depend on the seed only, never on alignment settings.
-    torch.manual_seed(cfg.seed)
-    embedder = Embedder(task.input_shape, body.dim, tok, cfg.embedder.entry)
-    copied = embedder.init_from_body(body, cfg.embedder.init == "pretrained")
-    head = make_head(task.output, HeadSpec(body.dim, task.num_classes, tok, task.input_shape, task.target_shape))
-    proxy = get_proxy(ProxyRequest(cfg.embedder.proxy, cfg.embedder.proxy_samples, cfg.embedder.proxy_classes,
-                                   cfg.embedder.entry, cfg.seed, body.path, cfg.body.pretrained), body)
-    # On the device from here on: the embedder aligns there, and the OTDD follows its features.
-    model = OrcaModel(embedder, body, head=head).to(device)
     t_load = time.perf_counter()
 
     n_align = min(cfg.embedder.samples, len(task.x_train))
@@ -163,8 +162,8 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
         seconds={"load": t_load - t0, "align": t_align - t_load, "finetune": t_ft - t_align,
                  "evaluate": t_end - t_ft, "total": t_end - t0},
         trainable_params=trainable, peak_mem_mb=_peak_mem_mb(device), device=str(device),
-        config=cfg.to_dict(), versions=_versions(),
-        details={"patch": tok.patch, "tokens": tok.tokens, "grid": list(tok.grid), "init_copied": copied,
+        config=cfg.to_dict(), versions=versions(),
+        details={"patch": tok.patch, "tokens": tok.tokens, "grid": list(tok.grid), "init_copied": parts.init_copied,
                  "proxy": proxy.description, "proxy_size": len(proxy.y),
                  "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
                  "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs,

@@ -25,8 +25,10 @@ COMMANDS: dict[str, str] = {
     "status": "studies.commands.status",
     "dashboard": "studies.commands.dashboard",
     "report": "studies.commands.report",
+    "export": "studies.commands.export",
+    "studies": "studies.commands.studies",
 }
-"""Subcommand name -> module path. A module that does not exist yet is left out of --help."""
+"""Subcommand name -> module path (a command module defines HELP, add_arguments and run)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_path in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_path)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_path:
-                raise
-            continue
+        module = importlib.import_module(module_path)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -4,6 +4,23 @@ Every task yields normalised train / validation / test tensors (validation from
 training data with a seeded split or an official validation split, never from
 test), its modality, output kind, loss and metric. ``load_task(name,
 data_config, seed)`` is the one entry point.
+
+How to add a task:
+
+1. Write its loader in a new module ``harness/tasks/_NAME.py`` (or beside its kin in
+   ``_loaders.py`` / ``_nasbench.py``): ``load(name: str, ctx: LoadContext) -> RawSplits``
+   returning raw numpy splits, inputs ``(N, C, L)`` (1D) or ``(N, C, H, W)`` (2D) and
+   targets of the task's output kind (see :class:`RawSplits`); read files from
+   ``ctx.data_dir``, unpickle only when ``ctx.allow_pickle``, and raise ``DataError``
+   naming what is missing. :func:`load_task` does the subsetting, the seeded validation
+   split and the normalisation.
+2. Register it below with one line, after importing the loader:
+   ``register_task(TaskSpec("NAME", "1d" | "2d", load, metric=..., output=..., default_tokens=...,
+   description=..., requires=..., available=...))``; a family named ``PREFIX:ARG``
+   uses ``register_family("PREFIX", TaskSpec(...))`` and gets the full name in ``load``.
+
+Metrics, losses and output kinds have registries of their own (``harness.metrics``,
+``harness.tasks._targets.OUTPUT_KINDS``); a task names them, it does not define them.
 """
 
 from __future__ import annotations

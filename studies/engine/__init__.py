@@ -16,10 +16,10 @@ from ._report import FailedCell, StudyReport
 from ._runner import WorkerError
 from ._runs import run_study, run_worker
 from ._state import StudyScan, scan_study, sort_attempts, trial_ident
-from ._status import STATES, CellStatus, StudyStatus, format_table, study_status
+from ._status import STATES, CellStatus, StudyStatus, format_table, status_of, study_status
 
 __all__ = [
     "DEFAULT_GRACE_PERIOD", "STATES", "CellStatus", "FailedCell", "StudyReport", "StudyScan", "StudyStatus",
-    "WorkerError", "format_table", "run_study", "run_worker", "scan_study", "sort_attempts", "study_status",
+    "WorkerError", "format_table", "run_study", "run_worker", "scan_study", "sort_attempts", "status_of", "study_status",
     "trial_ident",
 ]

@@ -11,8 +11,24 @@ from studies.cli import main
 
 
 def _tiny(tiny_body: str) -> list[str]:
-    return ["--set", f"body.path={tiny_body}", "--set", "embedder.epochs=2", "--set", "embedder.samples=100",
-            "--set", "embedder.proxy_samples=100", "--set", "embedder.proxy_classes=4", "--set", "finetune.epochs=1"]
+    # one --set with several KEY=VALUE, then more --set: both forms add up
+    return ["--set", f"body.path={tiny_body}", "embedder.epochs=2", "embedder.samples=100",
+            "--set", "embedder.proxy_samples=100", "embedder.proxy_classes=4", "--set", "finetune.epochs=1"]
+
+
+@pytest.mark.parametrize("command", ["trial", "otdd"])
+def test_set_takes_several_assignments_and_repeats(command: str) -> None:
+    from studies.cli import build_parser
+
+    args = build_parser().parse_args([command, "--task", "digits", "--set", "a=1", "b=2", "--set", "c=3"])
+    assert args.sets == ["a=1", "b=2", "c=3"]
+
+
+def test_otdd_command_prints_the_distance(tiny_body: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["otdd", "--task", "synthetic-1d", "--set", f"body.path={tiny_body}", "embedder.samples=60",
+                 "--set", "embedder.proxy_samples=50", "embedder.proxy_classes=4"]) == 0
+    out = capsys.readouterr().out
+    assert "OTDD(vocab -> synthetic-1d) = " in out and "50 proxy x 60 task points, width 32" in out
 
 
 def test_trial_json_is_one_object(tiny_body: str, capsys: pytest.CaptureFixture[str]) -> None:

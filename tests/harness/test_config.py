@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from harness import ConfigError, TrialConfig, config_paths, parse_assignments
+from harness.config import flatten
 
 
 def test_defaults_and_from_dict_nested_and_dotted() -> None:
@@ -49,6 +50,26 @@ def test_bad_keys_and_values(assignment: dict, message: str) -> None:
 def test_unknown_nested_key_in_from_dict() -> None:
     with pytest.raises(ConfigError, match="finetune.epoch: unknown config path; did you mean finetune.epochs"):
         TrialConfig.from_dict({"finetune": {"epoch": 3}})
+
+
+def test_flat_is_every_path_in_order_and_round_trips() -> None:
+    cfg = TrialConfig().override({"embedder.epochs": 2, "body.layers": 1})
+    flat = cfg.flat()
+    assert list(flat) == config_paths()
+    assert flat["embedder.epochs"] == 2 and flat["body.layers"] == 1 and flat["task"] == "digits"
+    assert TrialConfig().override(flat) == cfg and TrialConfig.from_dict(flat) == cfg
+
+
+def test_flatten_any_nested_mapping() -> None:
+    nested = {"task": "digits", "embedder": {"epochs": 2, "extra": {"deep": [1, 2]}}, "finetune.lr": 0.1, "data": {}}
+    assert flatten(nested) == {"task": "digits", "embedder.epochs": 2, "embedder.extra.deep": [1, 2],
+                               "finetune.lr": 0.1}
+    assert flatten({"a": {"b": 1}}, prefix="x.") == {"x.a.b": 1}
+    assert flatten(TrialConfig().to_dict()) == TrialConfig().flat()
+    with pytest.raises(ConfigError, match="config keys must be strings"):
+        flatten({"embedder": {1: 2}})
+    with pytest.raises(ConfigError, match="config: expected a mapping, got list"):
+        flatten([1, 2])  # type: ignore[arg-type]
 
 
 def test_parse_assignments_yaml_scalars() -> None:

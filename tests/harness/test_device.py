@@ -11,7 +11,8 @@ import torch
 from harness import ConfigError, TrialConfig, run_trial
 from harness.finetune import AUTOCAST, autocast_context, predict, to_device
 from harness.tasks import load_task
-from harness.trial import resolve_device, stage_splits
+from harness.parts import stage_splits
+from harness.trial import resolve_device
 
 HAS_CUDA = torch.cuda.is_available()
 

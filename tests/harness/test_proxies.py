@@ -115,9 +115,8 @@ def test_cifar10_binary_reader(tmp_path) -> None:
 
 def test_fortunes_proxy(tiny_body: str, require) -> None:
     from harness.proxies import read_fortunes
-    from harness.proxy_files import _fortunes_dir
 
-    require(_fortunes_dir() is not None, "Debian package fortunes is not installed")
+    require(get_proxy_spec("fortunes").available(), "Debian package fortunes is not installed")
     texts, labels = read_fortunes()
     assert len(texts) > 1000 and len(set(labels)) > 5
     body = load_body(BodyConfig(path=tiny_body), seed=0)
@@ -140,3 +139,12 @@ def test_vision_body_takes_image_proxies_and_refuses_text(tiny_vit: str) -> None
     assert fake.x.shape == (50, 32)
     with pytest.raises(ConfigError, match="proxy 'vocab' is a text dataset, but the body is a vision model"):
         get_proxy(_req(body, entry="bypass"), body)
+
+
+def test_public_names_resolve_and_every_family_registers() -> None:
+    import harness.proxies as proxies
+
+    for name in proxies.__all__:
+        assert getattr(proxies, name) is not None, name
+    assert [s.name for s in proxies.list_proxies()] == [
+        "vocab", "fake", "fortunes", "text-file", "conll2003", "digits", "fashion-mnist", "cifar10-bin"]

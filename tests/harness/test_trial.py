@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
-from harness import ConfigError, TrialConfig, TrialFailure, run_trial, validate_config
+import harness
+from harness import ConfigError, TrialConfig, TrialFailure, contract, run_trial, validate_config
+from harness.trial import checkout_commit, versions
 
 
 def _cfg(tiny_body: str, **overrides) -> TrialConfig:
@@ -25,6 +31,7 @@ def test_trial_end_to_end_records_everything(tiny_body: str) -> None:
     assert set(r.seconds) == {"load", "align", "finetune", "evaluate", "total"}
     assert r.trainable_params > 0 and r.peak_mem_mb > 0
     assert r.config["body"]["path"] == tiny_body and "torch" in r.versions
+    assert r.versions.get(contract.GIT_COMMIT) == checkout_commit()
     assert r.details["tokens"] == 4 and r.details["patch"] == 4
 
 
@@ -121,3 +128,45 @@ def test_vision_body_trial_with_image_proxy(tiny_vit: str) -> None:
     assert r.modality == "2d" and "embeddings.position_embeddings -> pos" in r.details["init_copied"]
     with pytest.raises(ConfigError, match="embedder.entry='body' does not suit a vision body"):
         run_trial(_cfg(tiny_vit, **{"embedder.proxy": "digits"}))
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_versions_record_the_commit_of_the_checkout(require) -> None:
+    require(shutil.which("git") is not None, "git is not installed")
+    here = Path(harness.__file__).resolve().parent
+    head = _git("-C", str(here), "rev-parse", "HEAD")
+    if head.returncode == 0:  # running from a checkout (always so in CI)
+        assert versions()[contract.GIT_COMMIT] == head.stdout.strip()
+    else:
+        assert contract.GIT_COMMIT not in versions()
+
+
+def test_git_commit_of_a_checkout_and_of_a_plain_folder(require, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    require(shutil.which("git") is not None, "git is not installed")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no checkout above tmp_path counts
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    plain.mkdir()
+    assert _git("init", "-q", str(repo)).returncode == 0
+    assert _git("-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q",
+                "--allow-empty", "-m", "first").returncode == 0
+    assert checkout_commit(repo) == _git("-C", str(repo), "rev-parse", "HEAD").stdout.strip()
+    assert checkout_commit(plain) is None
+
+
+def test_without_git_the_commit_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.trial as trial_mod
+
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(trial_mod.subprocess, "run", no_git)
+    checkout_commit.cache_clear()
+    try:
+        assert checkout_commit() is None
+        assert contract.GIT_COMMIT not in versions() and "torch" in versions()
+    finally:
+        checkout_commit.cache_clear()

@@ -44,7 +44,6 @@ def test_read_only_commands_do_not_create_storage(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
-@pytest.mark.skipif(not hasattr(harness, "validate_config"), reason="harness.validate_config not available yet")
 @pytest.mark.parametrize("name", ["quickstart", "proxy", "embedder-epochs", "freezing", "pretraining"])
 def test_shipped_specs_pass_the_harness_checks(name: str) -> None:
     assert name in shipped_specs()

@@ -1,6 +1,6 @@
-"""Readers of file-based proxy data: fortunes, label<TAB>text, CoNLL-2003, CIFAR-10 binary batches.
+"""Text proxies from files: fortunes (by category), your ``label<TAB>text`` file, CoNLL-2003 (NER tags).
 
-None of them unpickles anything.
+The readers return ``(texts, labels)``; none of them unpickles anything.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..bodies import Body
+from ..errors import DataError
+from ._features import labelled_texts
+from ._registry import ProxyRequest, ProxySpec, file_stamp, register_proxy
 
-__all__ = ["FORTUNES_DIRS", "read_cifar10_bin", "read_conll2003", "read_fortunes", "read_text_file"]
-
+__all__ = ["FORTUNES_DIRS", "read_conll2003", "read_fortunes", "read_text_file"]
 
 FORTUNES_DIRS = ("/usr/share/games/fortunes",)
+"""Where Debian's fortunes package puts its files."""
 
 
 def _fortunes_dir(path: Path | None = None) -> Path | None:
@@ -80,19 +83,26 @@ def read_conll2003(path: Path) -> tuple[list[str], list[str]]:
     return words, tags
 
 
-def read_cifar10_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return images (n, 3, 32, 32) uint8 and labels (n,) from CIFAR-10 binary batches (a file or a folder)."""
-    files = sorted(path.glob("data_batch_*.bin")) or sorted(path.glob("*.bin")) if path.is_dir() else [path]
-    if not files or not all(f.is_file() for f in files):
-        raise DataError(f"proxy 'cifar10-bin:{path}': no CIFAR-10 binary batches (data_batch_*.bin) found")
-    raw = np.concatenate([np.fromfile(f, dtype=np.uint8) for f in files])
-    if raw.size % 3073:
-        raise DataError(f"{path}: size {raw.size} is not a multiple of 3073 bytes (1 label + 3x32x32 pixels)")
-    rec = raw.reshape(-1, 3073)
-    return rec[:, 1:].reshape(-1, 3, 32, 32), rec[:, 0].astype(np.int64)
+def _build_fortunes(req: ProxyRequest, body: Body, arg: str) -> tuple[np.ndarray, np.ndarray]:
+    texts, labels = read_fortunes(Path(arg) if arg else None)
+    return labelled_texts(req, body, texts, labels)
 
 
-def _file_stamp(arg: str) -> str:
-    p = Path(arg)
-    files = sorted(p.rglob("*")) if p.is_dir() else [p]
-    return ";".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file())
+def _build_text_file(req: ProxyRequest, body: Body, arg: str) -> tuple[np.ndarray, np.ndarray]:
+    texts, labels = read_text_file(Path(arg))
+    return labelled_texts(req, body, texts, labels)
+
+
+def _build_conll(req: ProxyRequest, body: Body, arg: str) -> tuple[np.ndarray, np.ndarray]:
+    words, tags = read_conll2003(Path(arg))
+    return labelled_texts(req, body, words, tags)
+
+
+register_proxy(ProxySpec("fortunes", _build_fortunes, "text", "English fortunes, labelled by category",
+                         available=lambda: _fortunes_dir() is not None,
+                         requires="Debian package fortunes (apt-get install fortunes)"))
+register_proxy(ProxySpec("text-file", _build_text_file, "text", "your label<TAB>text file: text-file:PATH",
+                         takes_path=True, stamp=file_stamp))
+register_proxy(ProxySpec("conll2003", _build_conll, "text",
+                         "CoNLL-2003 column file, NER tags as labels: conll2003:PATH", takes_path=True,
+                         stamp=file_stamp))
