@@ -1,7 +1,8 @@
 """orca-ablate's statistics: trials read back from storage, significance tests, reports.
 
 Every test takes the tidy trials frame of :func:`load_trials` and returns a DataFrame whose columns
-are exactly :data:`COLUMNS`, so results concatenate into one table.
+are exactly :data:`COLUMNS`, so results concatenate into one table. The report is the list of
+sections in :data:`analysis.sections.SECTIONS`; its docstring says how to add a test or a section.
 """
 
 from __future__ import annotations

@@ -27,8 +27,12 @@ from analysis._verdicts import (
     helps_verdict,
     no_help_verdict,
 )
+from harness import contract
 
-__all__ = ["CLAIMS", "claims"]
+__all__ = ["CLAIMS", "SUMMARY", "claims"]
+
+SUMMARY = "summary"
+"""The ``variant`` of a claim's one verdict row (``task == "all"``); its evidence rows name their role."""
 
 CLAIMS: dict[str, str] = {
     "1": "The proxy dataset (embedder.proxy) does not change the score.",
@@ -66,8 +70,8 @@ class _Pending:
 
 
 def _sign(part: pd.DataFrame) -> float:
-    if "direction" in part.columns:
-        values = part["direction"].dropna().astype(str).str.lower()
+    if contract.DIRECTION in part.columns:
+        values = part[contract.DIRECTION].dropna().astype(str).str.lower()
         if len(values) and values.iloc[0].startswith("min"):
             return -1.0
     return 1.0
@@ -78,7 +82,7 @@ def _tasks(s: _Setup, modality: str | None = None) -> list[tuple[str, pd.DataFra
     out = []
     for task, part in data.groupby("task", sort=True):
         if modality is not None:
-            mods = part["modality"].dropna().astype(str).str.lower()
+            mods = part[contract.MODALITY].dropna().astype(str).str.lower()
             if not len(mods) or mods.iloc[0] != modality:
                 continue
         out.append((str(task), part))
@@ -158,13 +162,13 @@ def _summary(cid: str, s: _Setup, rows: list[dict[str, Any]], factor: str,
         by_task.setdefault(r["task"], []).append(r)
     rule = per_task or (lambda rs: combine([r["verdict"] for r in rs]))
     verdict, note = across_tasks({t: rule(rs) for t, rs in by_task.items()})
-    return make_row(test="claim", claim=cid, hypothesis=CLAIMS[cid], verdict=verdict, task="all", variant="summary",
+    return make_row(test="claim", claim=cid, hypothesis=CLAIMS[cid], verdict=verdict, task="all", variant=SUMMARY,
                     factor=factor, y=s.y, margin=s.margin, n=len(by_task), family=f"claim {cid}", note=note)
 
 
 def _not_evaluated(cid: str, s: _Setup, factor: str, reason: str) -> list[dict[str, Any]]:
     return [make_row(test="claim", claim=cid, hypothesis=CLAIMS[cid], verdict=NOT_EVALUATED, task="all",
-                     variant="summary", factor=factor, y=s.y, margin=s.margin, note=reason)]
+                     variant=SUMMARY, factor=factor, y=s.y, margin=s.margin, note=reason)]
 
 
 def _levels(s: _Setup, factor: str) -> list[Any]:
@@ -186,7 +190,7 @@ def _epoch_levels(s: _Setup) -> tuple[str, list[float]] | str:
     factor = "embedder.epochs"
     if factor not in s.df.columns:
         return f"the study does not vary {factor}"
-    if "modality" not in s.df.columns:
+    if contract.MODALITY not in s.df.columns:
         return "the study records no task modality (user attr modality)"
     try:
         levels = sorted({float(v) for v in s.df[factor].dropna()})
@@ -243,7 +247,7 @@ _CLAIM_OWNED = ("test", "claim", "hypothesis", "verdict", "variant", "y", "famil
 
 
 def _claim_4(s: _Setup) -> list[dict[str, Any]]:
-    if "otdd_after" not in s.df.columns or s.df["otdd_after"].notna().sum() < 3:
+    if contract.OTDD_AFTER not in s.df.columns or s.df[contract.OTDD_AFTER].notna().sum() < 3:
         return _not_evaluated("4", s, "", "the study records no otdd_after")
     # Orient every task so that higher is better; then "predictive" means a negative rank correlation.
     oriented = pd.concat([part.assign(_better=_sign(part) * part[s.y]) for _, part in _tasks(s)])
@@ -252,8 +256,8 @@ def _claim_4(s: _Setup) -> list[dict[str, Any]]:
     # within each level of such factors, pooling the strata as the pooled row pools tasks.
     oriented, scales = otdd_strata(oriented)
     configs = [c for c in factor_columns(s.df) if c not in scales]
-    table = correlation_tests(oriented, x="otdd_after", y="_better", aggregate="config", n_resamples=s.n_resamples,
-                              random_state=s.rng, correction="holm", config_columns=configs)
+    table = correlation_tests(oriented, x=contract.OTDD_AFTER, y="_better", aggregate="config",
+                              n_resamples=s.n_resamples, random_state=s.rng, correction="holm", config_columns=configs)
     rows, by_task = [], {}
     for rec in table.to_dict("records"):
         rec = {k: v for k, v in rec.items() if k not in _CLAIM_OWNED}
@@ -273,8 +277,8 @@ def _claim_4(s: _Setup) -> list[dict[str, Any]]:
     within = f" within levels of {', '.join(scales)} (OTDD scales differ across them)" if scales else ""
     note = (f"seeds averaged per configuration{within}; predictive = negative Spearman rho; weak below {s.rho_weak}; "
             f"{note}")
-    return [make_row(test="claim", claim="4", hypothesis=CLAIMS["4"], verdict=verdict, task="all", variant="summary",
-                     x="otdd_after", y=s.y, n=len(by_task), family="claim 4", note=note), *rows]
+    return [make_row(test="claim", claim="4", hypothesis=CLAIMS["4"], verdict=verdict, task="all", variant=SUMMARY,
+                     x=contract.OTDD_AFTER, y=s.y, n=len(by_task), family="claim 4", note=note), *rows]
 
 
 def _tokens(value: Any) -> set[str]:
@@ -332,7 +336,7 @@ def claims(
     *,
     margin: float = 0.01,
     alpha: float = 0.05,
-    y: str = "test_score",
+    y: str = contract.TEST_SCORE,
     rho_weak: float = 0.3,
     n_resamples: int = 9999,
     random_state: RandomState = None,

@@ -23,9 +23,10 @@ class Contrast:
     """The comparison of one level with a reference on per-seed means.
 
     ``estimate`` is mean(level) - mean(reference) (paired: mean of per-seed differences);
-    ``ci_low, ci_high`` its t-based CI at ``confidence``; ``ci90_low, ci90_high`` the 90% CI behind
-    one-sided and TOST decisions; ``p_tost`` the TOST p-value for |difference| < margin
-    (NaN without a margin); ``d_z`` = mean difference / SD of differences (paired only).
+    ``se`` its standard error and ``df`` the t degrees of freedom (behind :meth:`p_beyond`);
+    ``ci_low, ci_high`` its t-based CI at ``confidence``; ``p_tost`` the TOST p-value for
+    |difference| < margin (NaN without a margin); ``d_z`` = mean difference / SD of differences
+    (paired only); ``p_perm`` the sign-flip (paired) or label (unpaired) permutation p-value.
     """
 
     variant: str
@@ -37,16 +38,11 @@ class Contrast:
     p_val: float
     ci_low: float
     ci_high: float
-    ci90_low: float
-    ci90_high: float
     effect_size: float
     effect_type: str
     d_z: float
     p_perm: float
-    p_perm_kind: str
     p_tost: float
-    mean_level: float
-    mean_reference: float
     note: str
 
     def p_beyond(self, bound: float, side: str) -> float:
@@ -142,16 +138,15 @@ def _paired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | Non
     if sd > 1e-12 * max(1.0, abs(mean)):
         res = stats.ttest_rel(a, b)
         ci = res.confidence_interval(confidence_level=confidence)
-        ci90 = res.confidence_interval(confidence_level=0.90)
         t, p = float(res.statistic), float(res.pvalue)
-        lo, hi, lo90, hi90 = float(ci.low), float(ci.high), float(ci90.low), float(ci90.high)
+        lo, hi = float(ci.low), float(ci.high)
         p_tost = float(ttost_paired(a, b, -margin, margin)[0]) if margin is not None else math.nan
         d_z = mean / sd
     else:
         # Every seed moved by the same amount: the t statistic is infinite (or 0/0); use its limits.
         t = math.copysign(math.inf, mean) if mean != 0 else math.nan
         p = 1.0 if mean == 0 else 0.0
-        lo = hi = lo90 = hi90 = mean
+        lo = hi = mean
         p_tost = (0.0 if abs(mean) < margin else 1.0) if margin is not None else math.nan
         d_z = math.copysign(math.inf, mean) if mean != 0 else math.nan
         note = "; ".join(filter(None, [note, "identical difference on every seed (zero variance)"]))
@@ -160,8 +155,7 @@ def _paired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | Non
     p_perm, kind = sign_flip_pvalue(d, n_resamples=n_resamples, rng=rng)
     note = "; ".join(filter(None, [note, f"sign-flip p is {kind}"]))
     se = sd / math.sqrt(n)
-    return Contrast("paired", n, mean, se, t, n - 1.0, p, lo, hi, lo90, hi90, g_av, "hedges_g_av", d_z, p_perm, kind,
-                    p_tost, float(a.mean()), float(b.mean()), note)
+    return Contrast("paired", n, mean, se, t, n - 1.0, p, lo, hi, g_av, "hedges_g_av", d_z, p_perm, p_tost, note)
 
 
 def _unpaired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | None, n_resamples: int,
@@ -171,22 +165,20 @@ def _unpaired(a: np.ndarray, b: np.ndarray, confidence: float, margin: float | N
     res = stats.ttest_ind(a, b, equal_var=False)
     if np.isfinite(res.statistic):
         ci = res.confidence_interval(confidence_level=confidence)
-        ci90 = res.confidence_interval(confidence_level=0.90)
         t, p, dof = float(res.statistic), float(res.pvalue), float(res.df)
-        lo, hi, lo90, hi90 = float(ci.low), float(ci.high), float(ci90.low), float(ci90.high)
+        lo, hi = float(ci.low), float(ci.high)
         p_tost = (float(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
                   if margin is not None else math.nan)
     else:
         t, p, dof = (math.copysign(math.inf, mean) if mean else math.nan), (0.0 if mean else 1.0), n1 + n2 - 2.0
-        lo = hi = lo90 = hi90 = mean
+        lo = hi = mean
         p_tost = (0.0 if abs(mean) < margin else 1.0) if margin is not None else math.nan
     pooled_var = ((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2)
     g = mean / math.sqrt(pooled_var) * _hedges_j(n1 + n2 - 2) if pooled_var > 0 else math.nan
     p_perm, kind = _label_permutation_pvalue(a, b, n_resamples, rng)
     note = "; ".join(filter(None, [note, "Welch t", f"label-permutation p is {kind}"]))
     se = math.sqrt(a.var(ddof=1) / n1 + b.var(ddof=1) / n2)
-    return Contrast("unpaired", n1 + n2, mean, se, t, dof, p, lo, hi, lo90, hi90, g, "hedges_g", math.nan, p_perm, kind,
-                    p_tost, float(a.mean()), float(b.mean()), note)
+    return Contrast("unpaired", n1 + n2, mean, se, t, dof, p, lo, hi, g, "hedges_g", math.nan, p_perm, p_tost, note)
 
 
 def compare(level: pd.Series, reference: pd.Series, *, confidence: float = 0.95, margin: float | None = None,

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
-from analysis._load import factor_columns
+from analysis._load import OTDD_REDUCTION, factor_columns
 from analysis._rank import (
     dense_codes,
     kendall_rows,
@@ -31,6 +31,7 @@ from analysis._resampling import (
     permutation_null,
     pvalue_from_null,
 )
+from harness import contract
 
 __all__ = ["CORRELATION_METHODS", "CorrelationMethod", "correlation_tests", "with_derived_columns"]
 
@@ -97,10 +98,10 @@ def _method(name: str) -> CorrelationMethod:
 
 def with_derived_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Return ``df`` with ``otdd_reduction = otdd_before - otdd_after`` added when asked for; check columns exist."""
-    if "otdd_reduction" in columns and "otdd_reduction" not in df.columns:
-        if not {"otdd_before", "otdd_after"} <= set(df.columns):
-            raise AnalysisError("otdd_reduction needs columns otdd_before and otdd_after")
-        df = df.assign(otdd_reduction=df["otdd_before"] - df["otdd_after"])
+    if OTDD_REDUCTION in columns and OTDD_REDUCTION not in df.columns:
+        if not {contract.OTDD_BEFORE, contract.OTDD_AFTER} <= set(df.columns):
+            raise AnalysisError(f"{OTDD_REDUCTION} needs columns {contract.OTDD_BEFORE} and {contract.OTDD_AFTER}")
+        df = df.assign(**{OTDD_REDUCTION: df[contract.OTDD_BEFORE] - df[contract.OTDD_AFTER]})
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise AnalysisError(f"the trials frame has no column(s) {missing}; columns are {list(df.columns)}")
@@ -197,8 +198,8 @@ def _one(m: CorrelationMethod, x: np.ndarray, y: np.ndarray, g: np.ndarray, *, n
 
 def correlation_tests(
     df: pd.DataFrame,
-    x: str = "otdd_after",
-    y: str = "test_score",
+    x: str = contract.OTDD_AFTER,
+    y: str = contract.TEST_SCORE,
     by: str = "task",
     method: str = "spearman",
     aggregate: str = "trial",

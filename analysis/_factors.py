@@ -18,6 +18,7 @@ from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_
 from analysis._contrasts import compare, level_text, ordered_levels, per_seed, spec_levels
 from analysis._load import factor_columns
 from analysis._resampling import RandomState, adjust_pvalues, as_generator, correction_name
+from harness import contract
 
 __all__ = ["factor_tests", "resolve_levels"]
 
@@ -100,8 +101,7 @@ def _seeds_shared(part: pd.DataFrame, factor: str) -> bool:
     return len(common) >= 2
 
 
-def _across_tasks(means: pd.DataFrame, factor: str, reference: Any, common: dict[str, Any],
-                  correction: str) -> list[dict[str, Any]]:
+def _across_tasks(means: pd.DataFrame, factor: str, common: dict[str, Any], correction: str) -> list[dict[str, Any]]:
     means = means.dropna()
     base = {**common, "test": "friedman", "task": "all", "n": len(means),
             "method": "Friedman over per-task means (blocks = tasks)", "y": common["y"]}
@@ -137,7 +137,7 @@ def factor_tests(
     factor: str | Sequence[str],
     *,
     reference: Any = None,
-    y: str = "test_score",
+    y: str = contract.TEST_SCORE,
     by: str = "task",
     family: str | None = None,
     n_resamples: int = 9999,
@@ -236,5 +236,5 @@ def _one_factor(data: pd.DataFrame, factor: str, reference: Any, y: str, by: str
     if len(task_means) >= 2:
         means = pd.DataFrame(task_means).T
         means = means[[level_text(lv) for lv in levels if level_text(lv) in means.columns]]
-        across = _across_tasks(means, factor, ref, common, correction)
+        across = _across_tasks(means, factor, common, correction)
     return rows + contrast_rows + across

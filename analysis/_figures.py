@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis._contrasts import level_text, ordered_levels, per_seed, spec_levels
+from harness import contract
 
 __all__ = ["otdd_score_figure", "factor_figure", "curves_figure", "status_figure"]
 
@@ -42,7 +43,7 @@ def _save(fig: Figure, path: Path) -> Path:
 _MAX_LEGEND = 8  # configurations coloured apart; more are drawn in one colour
 
 
-def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y: str = "test_score",
+def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = contract.OTDD_AFTER, y: str = contract.TEST_SCORE,
                       by: Sequence[str] = ()) -> Path | None:
     """Return ``path`` after drawing ``y`` against ``x`` per task with an OLS line and its 95% CI band.
 
@@ -93,18 +94,19 @@ def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = "otdd_after", y:
 _MAX_SEED_POINTS = 30  # per-seed values are drawn beside the mean up to this many seeds
 
 
-def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_score",
-                  levels: Sequence[object] | None = None) -> Path | None:
+def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = contract.TEST_SCORE) -> Path | None:
     """Return ``path`` after drawing the mean ``y`` per level of ``factor`` with 95% t CIs over seeds, per task.
 
-    Each seed's value (grey, beside the mean) is drawn too when there are few seeds. Input: the tidy trials frame (``task``, ``seed``, ``factor``, ``y``); other factors are averaged
-    within each (level, seed) first. Returns None when the factor has no recorded level.
+    Levels are in the spec's order (``df.attrs["spec"]``), else sorted; each seed's value (grey,
+    beside the mean) is drawn too when there are few seeds. Input: the tidy trials frame (``task``,
+    ``seed``, ``factor``, ``y``); other factors are averaged within each (level, seed) first.
+    Returns None when the factor has no recorded level.
     """
     data = df.dropna(subset=[y, factor])
     if data.empty:
         return None
-    order = [level_text(v) for v in (levels or ordered_levels(
-        data[factor].unique(), spec_levels(df.attrs.get("spec") or {}, factor)))]
+    order = [level_text(v) for v in ordered_levels(data[factor].unique(),
+                                                   spec_levels(df.attrs.get("spec") or {}, factor))]
     tasks = sorted(data["task"].unique())
     fig, axes = _grid(len(tasks))
     if max(map(len, order)) > 6:  # room below the axes for rotated level names and the axis label
@@ -134,18 +136,20 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = "test_s
     return _save(fig, path)
 
 
-def curves_figure(curves: pd.DataFrame, path: Path, *, by: str | None = None) -> Path | None:
+_CURVE_SPLIT = "embedder.epochs"
+
+
+def curves_figure(curves: pd.DataFrame, path: Path) -> Path | None:
     """Return ``path`` after drawing mean OTDD per alignment step (± 1 SD over trials), per task.
 
     Input: the long ``curves`` frame of :class:`StudyData` (``task, step, otdd`` and factor columns);
-    lines are split by ``by`` (default ``embedder.epochs`` when present, else curve length).
+    lines are split by ``embedder.epochs`` when present, else by curve length.
     Returns None when no curve was recorded.
     """
     if curves.empty or curves["otdd"].notna().sum() == 0:
         return None
     curves = curves.dropna(subset=["otdd"])
-    if by is None or by not in curves.columns:
-        by = "embedder.epochs" if "embedder.epochs" in curves.columns else None
+    by = _CURVE_SPLIT if _CURVE_SPLIT in curves.columns else None
     if by is None:
         length = curves.groupby("trial")["step"].transform("max")
         curves = curves.assign(steps=length)

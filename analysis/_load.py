@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,16 +14,30 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis._columns import AnalysisError
+from analysis._contrasts import level_text
+from harness import contract
 
-__all__ = ["StudyData", "load_study", "load_trials", "factor_columns", "otdd_scale_factors", "OTDD_SCALE_FACTORS",
-           "OUTCOME_COLUMNS"]
+__all__ = ["StudyData", "load_study", "load_trials", "factor_columns", "varying_factors", "otdd_scale_factors",
+           "otdd_strata", "OTDD_SCALE_FACTORS", "OUTCOME_COLUMNS", "OTDD_REDUCTION", "TRIAL", "VALUE"]
 
-OUTCOME_COLUMNS: tuple[str, ...] = ("otdd_before", "otdd_after", "val_score", "test_score", "value", "seconds")
+TRIAL = "trial"
+"""Trials-frame column: the Optuna trial number."""
+VALUE = "value"
+"""Trials-frame column: the trial's Optuna objective value (the first, for a multi-objective study)."""
+OTDD_REDUCTION = "otdd_reduction"
+"""A derived column (``otdd_before - otdd_after``) that correlation tests compute when asked for."""
+_TASK, _SEED = contract.PARAM_TASK, contract.PARAM_SEED
+_RESULT_NUMBERS: tuple[str, ...] = (contract.OTDD_BEFORE, contract.OTDD_AFTER, contract.VAL_SCORE,
+                                    contract.TEST_SCORE)
+
+OUTCOME_COLUMNS: tuple[str, ...] = (*_RESULT_NUMBERS, VALUE, contract.SECONDS)
 """Numeric columns every trials frame has (NaN where a trial did not record them)."""
 
-_OPTIONAL_TEXT: tuple[str, ...] = ("modality", "metric", "direction")
-_OPTIONAL_NUMBERS: tuple[str, ...] = ("peak_mem_mb",)
-_RESERVED = {"trial", "task", "seed", "cell", *OUTCOME_COLUMNS, *_OPTIONAL_TEXT, *_OPTIONAL_NUMBERS, "otdd_reduction"}
+_OPTIONAL_TEXT: tuple[str, ...] = (contract.MODALITY, contract.METRIC, contract.DIRECTION)
+_OPTIONAL_NUMBERS: tuple[str, ...] = (contract.PEAK_MEM_MB,)
+_RESERVED = {TRIAL, _TASK, _SEED, contract.CELL, *OUTCOME_COLUMNS, *_OPTIONAL_TEXT, *_OPTIONAL_NUMBERS,
+             OTDD_REDUCTION}
+_STEP, _OTDD = "step", "otdd"
 
 
 @dataclass(frozen=True)
@@ -60,45 +73,33 @@ def _describe(storage: str | BaseStorage) -> str:
     return storage if isinstance(storage, str) else type(storage).__name__
 
 
-_JOURNAL_SUFFIXES = (".log", ".jsonl")
-
-
-def _journal_file(url: str) -> str | None:
-    # The project's CLI names journal files `journal:///abs/path.log`, `journal:rel/path.log` or a
-    # plain path ending in .log/.jsonl; Optuna itself takes only the storage object for them.
-    if url.startswith("journal:"):
-        rest = url[len("journal:"):]
-        return rest[2:] if rest.startswith("//") else rest
-    if "://" not in url and url.endswith(_JOURNAL_SUFFIXES):
-        return url
-    return None
-
-
 def _resolve(storage: str | BaseStorage, study_name: str) -> str | BaseStorage:
     if not isinstance(storage, str):
         return storage
-    journal = _journal_file(storage)
+    try:
+        journal = contract.journal_path(storage)
+    except ValueError as exc:  # `journal:` without a file
+        raise AnalysisError(str(exc)) from None
     if journal is not None:
-        if not journal or not os.path.isfile(journal):
-            raise AnalysisError(f"no study {study_name!r}: the journal file {journal!r} of storage {storage!r} "
+        if not journal.is_file():
+            raise AnalysisError(f"no study {study_name!r}: the journal file {str(journal)!r} of storage {storage!r} "
                                 "does not exist")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        return JournalStorage(JournalFileBackend(journal))
-    if storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///"):]
-        # Optuna would create an empty database for a mistyped path; refuse instead.
-        if path and path != ":memory:" and not os.path.exists(path):
-            raise AnalysisError(f"no study {study_name!r}: the SQLite file {path!r} of storage {storage!r} "
-                                "does not exist")
+        return JournalStorage(JournalFileBackend(str(journal)))
+    path = contract.sqlite_path(storage)
+    # Optuna would create an empty database for a mistyped path; refuse instead.
+    if path is not None and not path.exists():
+        raise AnalysisError(f"no study {study_name!r}: the SQLite file {str(path)!r} of storage {storage!r} "
+                            "does not exist")
     return storage
 
 
 def _open_study(storage: str | BaseStorage, study_name: str) -> optuna.Study:
     where = _describe(storage)
-    journal = _journal_file(storage) if isinstance(storage, str) else None
-    hint = f"list the studies with `optuna studies --storage {journal or where}`"
     resolved = _resolve(storage, study_name)
+    journal = contract.journal_path(storage) if isinstance(storage, str) else None
+    hint = f"list the studies with `optuna studies --storage {journal or where}`"
     try:
         return optuna.load_study(study_name=study_name, storage=resolved)
     except KeyError:
@@ -120,12 +121,48 @@ def _number(value: Any) -> float:
 
 
 def _key(trial: FrozenTrial, factors: Sequence[str]) -> str:
-    cell = trial.user_attrs.get("cell")
+    cell = trial.user_attrs.get(contract.CELL)
     if cell is not None:
         # With trials_per_cell > 1 a cell has several slots, each meant to complete once.
-        return f"cell:{cell}#{trial.user_attrs.get('slot', 0)}"
+        return f"cell:{cell}#{trial.user_attrs.get(contract.SLOT, 0)}"
     params = trial.params
-    return "params:" + repr((params.get("task"), params.get("seed"), tuple(repr(params.get(f)) for f in factors)))
+    return "params:" + repr((params.get(_TASK), params.get(_SEED), tuple(repr(params.get(f)) for f in factors)))
+
+
+def _factors(attrs: Mapping[str, Any], trials: Sequence[FrozenTrial]) -> tuple[str, ...]:
+    """Return the study's factor paths: its ``factors`` attr, else every trial param but task and seed."""
+    recorded = attrs.get(contract.FACTORS)
+    if recorded:
+        return tuple(str(f) for f in recorded)
+    seen: dict[str, None] = {}
+    for t in trials:
+        for p in t.params:
+            if p not in (_TASK, _SEED):
+                seen.setdefault(p, None)
+    return tuple(seen)
+
+
+def _row(t: FrozenTrial, factors: Sequence[str]) -> dict[str, Any]:
+    """Return one trials-frame row of a COMPLETE trial (before column ordering)."""
+    ua = t.user_attrs
+    row: dict[str, Any] = {TRIAL: t.number, _TASK: t.params.get(_TASK, ua.get(_TASK)),
+                           _SEED: t.params.get(_SEED, ua.get(_SEED))}
+    for f in factors:
+        row[f] = t.params.get(f)
+    for name in _OPTIONAL_TEXT:
+        if name in ua:
+            row[name] = ua[name]
+    for name in _RESULT_NUMBERS:
+        row[name] = _number(ua.get(name))
+    row[VALUE] = _number(t.value if t.values is None or len(t.values) == 1 else t.values[0])
+    row[contract.SECONDS] = _number(ua.get(contract.SECONDS))
+    for name in _OPTIONAL_NUMBERS:
+        if name in ua:
+            row[name] = _number(ua[name])
+    return row
+
+
+_STATES = ("COMPLETE", "DUPLICATE", "FAIL", "RUNNING", "WAITING", "PRUNED")
 
 
 def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
@@ -143,16 +180,7 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
     study = _open_study(storage, study_name)
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)
-    recorded = attrs.get("factors")
-    if recorded:
-        factors = tuple(str(f) for f in recorded)
-    else:
-        seen: dict[str, None] = {}
-        for t in trials:
-            for p in t.params:
-                if p not in ("task", "seed"):
-                    seen.setdefault(p, None)
-        factors = tuple(seen)
+    factors = _factors(attrs, trials)
     counts: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
@@ -162,8 +190,8 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
         if t.state != TrialState.COMPLETE:
             counts[t.state.name] += 1
             if t.state == TrialState.FAIL:
-                failures.append({"trial": t.number, "task": t.params.get("task"), "seed": t.params.get("seed"),
-                                 "error": str(t.user_attrs.get("error", ""))})
+                failures.append({TRIAL: t.number, _TASK: t.params.get(_TASK), _SEED: t.params.get(_SEED),
+                                 contract.ERROR: str(t.user_attrs.get(contract.ERROR, ""))})
             continue
         key = _key(t, factors)
         if key in keys:
@@ -171,50 +199,32 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
             continue
         keys.add(key)
         counts["COMPLETE"] += 1
-        ua = t.user_attrs
-        row: dict[str, Any] = {"trial": t.number, "task": t.params.get("task", ua.get("task")),
-                               "seed": t.params.get("seed", ua.get("seed"))}
-        for f in factors:
-            row[f] = t.params.get(f)
-        for name in _OPTIONAL_TEXT:
-            if name in ua:
-                row[name] = ua[name]
-        row["otdd_before"] = _number(ua.get("otdd_before"))
-        row["otdd_after"] = _number(ua.get("otdd_after"))
-        row["val_score"] = _number(ua.get("val_score"))
-        row["test_score"] = _number(ua.get("test_score"))
-        row["value"] = _number(t.value if t.values is None or len(t.values) == 1 else t.values[0])
-        row["seconds"] = _number(ua.get("seconds"))
-        for name in _OPTIONAL_NUMBERS:
-            if name in ua:
-                row[name] = _number(ua[name])
+        row = _row(t, factors)
         rows.append(row)
-        curve = ua.get("otdd_curve")
+        curve = t.user_attrs.get(contract.OTDD_CURVE)
         if isinstance(curve, (list, tuple)):
-            base = {"trial": t.number, "task": row["task"], "seed": row["seed"], **{f: row[f] for f in factors}}
-            curves.extend({**base, "step": i, "otdd": _number(v)} for i, v in enumerate(curve))
+            base = {TRIAL: t.number, _TASK: row[_TASK], _SEED: row[_SEED], **{f: row[f] for f in factors}}
+            curves.extend({**base, _STEP: i, _OTDD: _number(v)} for i, v in enumerate(curve))
     if not rows:
         states = dict(counts) or "no trials at all"
         raise AnalysisError(f"study {study_name!r} in storage {_describe(storage)!r} has no COMPLETE trial "
                             f"({states}); run it first (`orca-ablate run`), or check the name: list the studies "
                             f"with `optuna studies --storage {_describe(storage)}`")
     frame = _trials_frame(rows, factors)
-    spec = dict(attrs.get("spec") or {})
-    if "direction" not in frame.columns and spec.get("direction") in ("maximize", "minimize"):
-        frame.insert(frame.columns.get_loc("otdd_before"), "direction", spec["direction"])
+    spec = dict(attrs.get(contract.SPEC) or {})
+    if contract.DIRECTION not in frame.columns and spec.get(contract.DIRECTION) in ("maximize", "minimize"):
+        frame.insert(frame.columns.get_loc(contract.OTDD_BEFORE), contract.DIRECTION, spec[contract.DIRECTION])
     frame.attrs["spec"] = spec
-    order = ["COMPLETE", "DUPLICATE", "FAIL", "RUNNING", "WAITING", "PRUNED"]
-    summary = pd.DataFrame({"state": order, "count": [counts.get(s, 0) for s in order]})
-    curve_cols = ["trial", "task", "seed", *factors, "step", "otdd"]
-    artifact_dir = attrs.get("artifact_dir")
+    summary = pd.DataFrame({"state": list(_STATES), "count": [counts.get(s, 0) for s in _STATES]})
+    artifact_dir = attrs.get(contract.ARTIFACT_DIR)
     return StudyData(
         name=study_name,
         trials=frame,
         summary=summary,
         factors=factors,
         spec=spec,
-        curves=pd.DataFrame(curves, columns=curve_cols),
-        failures=pd.DataFrame(failures, columns=["trial", "task", "seed", "error"]),
+        curves=pd.DataFrame(curves, columns=[TRIAL, _TASK, _SEED, *factors, _STEP, _OTDD]),
+        failures=pd.DataFrame(failures, columns=[TRIAL, _TASK, _SEED, contract.ERROR]),
         artifact_dir=str(artifact_dir) if artifact_dir else None,
         study=study,
     )
@@ -224,10 +234,10 @@ def _trials_frame(rows: list[dict[str, Any]], factors: Sequence[str]) -> pd.Data
     frame = pd.DataFrame(rows)
     present_text = [c for c in _OPTIONAL_TEXT if c in frame.columns]
     present_num = [c for c in _OPTIONAL_NUMBERS if c in frame.columns]
-    columns = ["trial", "task", "seed", *factors, *present_text, *OUTCOME_COLUMNS, *present_num]
+    columns = [TRIAL, _TASK, _SEED, *factors, *present_text, *OUTCOME_COLUMNS, *present_num]
     frame = frame.reindex(columns=columns)
-    frame["task"] = frame["task"].astype(str)
-    frame["trial"] = frame["trial"].astype(int)
+    frame[_TASK] = frame[_TASK].astype(str)
+    frame[TRIAL] = frame[TRIAL].astype(int)
     frame.attrs["factors"] = list(factors)
     return frame
 
@@ -251,13 +261,18 @@ def factor_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in _RESERVED]
 
 
+def varying_factors(df: pd.DataFrame) -> list[str]:
+    """Return the factor columns of ``df`` (tidy trials) with at least two recorded levels."""
+    return [f for f in factor_columns(df) if df[f].nunique(dropna=True) >= 2]
+
+
 OTDD_SCALE_FACTORS = ("embedder.proxy", "embedder.proxy_samples", "body.path", "body.pretrained")
 """Factors that change what OTDD is measured against: the proxy data, or the body's embedding space."""
 
 
 def otdd_scale_factors(df: pd.DataFrame) -> list[str]:
     """Return the factors of ``df`` (tidy trials) that vary and change OTDD's scale (``OTDD_SCALE_FACTORS``)."""
-    return [f for f in factor_columns(df) if f in OTDD_SCALE_FACTORS and df[f].nunique(dropna=True) >= 2]
+    return [f for f in varying_factors(df) if f in OTDD_SCALE_FACTORS]
 
 
 def otdd_strata(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -267,13 +282,11 @@ def otdd_strata(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     values of its levels are distances to different data (or in different spaces), so OTDD
     correlations are taken within ``"task | factor=level"`` strata; otherwise ``df`` is returned as is.
     """
-    from analysis._contrasts import level_text
-
     scales = otdd_scale_factors(df)
     if not scales:
         return df, []
     out = df.copy()
-    out["task"] = out["task"].astype(str) + out[scales].apply(
+    out[_TASK] = out[_TASK].astype(str) + out[scales].apply(
         lambda r: "".join(f" | {c}={level_text(v)}" for c, v in r.items()), axis=1)
     out.attrs = dict(df.attrs)
     return out, scales

@@ -14,6 +14,7 @@ from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_
 from analysis._contrasts import compare, level_text, per_seed
 from analysis._factors import resolve_levels
 from analysis._resampling import as_generator
+from harness import contract
 
 __all__ = ["seeds_needed"]
 
@@ -59,7 +60,7 @@ def seeds_needed(
     factor: str,
     *,
     reference: Any = None,
-    y: str = "test_score",
+    y: str = contract.TEST_SCORE,
     by: str = "task",
     power: float = 0.8,
     alpha: float = 0.05,

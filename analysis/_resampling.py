@@ -16,7 +16,6 @@ __all__ = [
     "adjust_pvalues",
     "permutation_null",
     "pvalue_from_null",
-    "stratified_permutation_pvalue",
     "sign_flip_pvalue",
 ]
 
@@ -147,21 +146,6 @@ def pvalue_from_null(null: np.ndarray, observed: float, kind: str, alternative: 
     """
     count = _tail_count(null, observed, alternative)
     return count / null.size if kind == "exact" else (count + 1) / (null.size + 1)
-
-
-def stratified_permutation_pvalue(
-    statistic: Callable[[np.ndarray], np.ndarray],
-    n: int,
-    strata: np.ndarray,
-    observed: float,
-    *,
-    n_resamples: int,
-    rng: np.random.Generator,
-    alternative: str = "two-sided",
-) -> tuple[float, str]:
-    """Return ``(p, kind)`` for ``observed`` under permutations within strata (see :func:`permutation_null`)."""
-    null, kind = permutation_null(statistic, n, strata, n_resamples=n_resamples, rng=rng)
-    return pvalue_from_null(null, observed, kind, alternative), kind
 
 
 def sign_flip_pvalue(

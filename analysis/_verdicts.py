@@ -10,6 +10,7 @@ __all__ = [
     "INCONCLUSIVE",
     "NOT_EVALUATED",
     "VERDICTS",
+    "IN_WORDS",
     "equivalence_verdict",
     "no_help_verdict",
     "helps_verdict",
@@ -23,6 +24,13 @@ CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 NOT_EVALUATED = "not evaluated"
 VERDICTS: tuple[str, ...] = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_EVALUATED)
+IN_WORDS: dict[str, str] = {
+    SUPPORTED: "the data support it",
+    CONTRADICTED: "the data contradict it",
+    INCONCLUSIVE: "the data cannot decide it",
+    NOT_EVALUATED: "not tested",
+}
+"""Verdict -> what it says about the claim, in plain words (the report's verdict list)."""
 
 
 def equivalence_verdict(estimate: float, p_adj: float, p_tost_adj: float, margin: float, alpha: float) -> str:

@@ -42,6 +42,7 @@ from optuna.distributions import (  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 import analysis  # noqa: E402
+from harness import contract  # noqa: E402
 
 TASKS = {"ecg": "1d", "crop": "1d", "digits": "2d", "fashion": "2d"}
 FACTORS: dict[str, list[Any]] = {
@@ -104,10 +105,10 @@ def build(path: Path, seeds: int, n_fail: int = 60, n_duplicates: int = 44,
     """Return ``(storage URL, number of trials)`` of a new synthetic study in ``path``."""
     storage = f"sqlite:///{path / 'bench.db'}"
     study = optuna.create_study(study_name="bench", storage=storage, direction="maximize")
-    study.set_user_attr("factors", list(FACTORS))
-    study.set_user_attr("spec", {"name": "bench", "factors": FACTORS})
-    dists: dict[str, BaseDistribution] = {"task": CategoricalDistribution(list(TASKS)),
-                                          "seed": IntDistribution(0, seeds - 1)}
+    study.set_user_attr(contract.FACTORS, list(FACTORS))
+    study.set_user_attr(contract.SPEC, {"name": "bench", "factors": FACTORS})
+    dists: dict[str, BaseDistribution] = {contract.PARAM_TASK: CategoricalDistribution(list(TASKS)),
+                                          contract.PARAM_SEED: IntDistribution(0, seeds - 1)}
     dists.update({k: CategoricalDistribution(v) for k, v in FACTORS.items()})
     rng = np.random.default_rng(0)
     trials: list[FrozenTrial] = []
@@ -116,16 +117,18 @@ def build(path: Path, seeds: int, n_fail: int = 60, n_duplicates: int = 44,
         before = 50.0 + 5 * rng.normal()
         curve = list(before * np.exp(-0.2 * np.arange(cell["embedder.epochs"] + 1)))
         score = _score(task, seed, cell, rng)
-        attrs = {"otdd_before": before, "otdd_after": curve[-1], "otdd_curve": curve, "val_score": score,
-                 "test_score": score, "metric": "accuracy", "direction": "maximize", "modality": TASKS[task],
-                 "cell": f"{task}|{sorted(cell.items())}|{seed}", "seconds": 10.0, "peak_mem_mb": 500.0}
-        trials.append(optuna.trial.create_trial(params={"task": task, "seed": seed, **cell}, distributions=dists,
-                                                value=score, user_attrs=attrs,
+        attrs = {contract.OTDD_BEFORE: before, contract.OTDD_AFTER: curve[-1], contract.OTDD_CURVE: curve,
+                 contract.VAL_SCORE: score, contract.TEST_SCORE: score, contract.METRIC: "accuracy",
+                 contract.DIRECTION: "maximize", contract.MODALITY: TASKS[task],
+                 contract.CELL: f"{task}|{sorted(cell.items())}|{seed}", contract.SECONDS: 10.0,
+                 contract.PEAK_MEM_MB: 500.0}
+        params = {contract.PARAM_TASK: task, contract.PARAM_SEED: seed, **cell}
+        trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=score, user_attrs=attrs,
                                                 intermediate_values={e: score for e in range(3)}))
     extra = [optuna.trial.create_trial(params=t.params, distributions=dists, value=0.0, user_attrs=t.user_attrs)
              for t in trials[:n_duplicates]]
     extra += [optuna.trial.create_trial(params=t.params, distributions=dists, state=TrialState.FAIL,
-                                        user_attrs={"error": "RuntimeError: CUDA out of memory"})
+                                        user_attrs={contract.ERROR: "RuntimeError: CUDA out of memory"})
               for t in trials[n_duplicates:n_duplicates + n_fail]]
     everything = trials + extra
     if public:

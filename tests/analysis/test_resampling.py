@@ -10,7 +10,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from analysis import adjust_pvalues
-from analysis._resampling import as_generator, sign_flip_pvalue, stratified_permutation_pvalue
+from analysis._resampling import as_generator, permutation_null, pvalue_from_null, sign_flip_pvalue
 
 P = np.array([0.01, 0.04, 0.03, 0.2, 0.005, 0.5])
 
@@ -44,8 +44,9 @@ def test_exact_permutation_counts_every_permutation() -> None:
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     y = np.array([2.0, 1.0, 4.0, 3.0, 5.0])
     observed = float(np.corrcoef(x, y)[0, 1])
-    p, kind = stratified_permutation_pvalue(lambda idx: np.array([np.corrcoef(x, y[i])[0, 1] for i in idx]),
-                                            5, np.zeros(5, int), observed, n_resamples=99, rng=as_generator(0))
+    null, kind = permutation_null(lambda idx: np.array([np.corrcoef(x, y[i])[0, 1] for i in idx]),
+                                  5, np.zeros(5, int), n_resamples=99, rng=as_generator(0))
+    p = pvalue_from_null(null, observed, kind)
     # Reference: enumerate all 5! pairings by hand.
     null = [np.corrcoef(x, y[list(perm)])[0, 1] for perm in itertools.permutations(range(5))]
     expected = np.mean(np.abs(null) >= abs(observed) - 1e-12)
@@ -56,8 +57,8 @@ def test_exact_permutation_counts_every_permutation() -> None:
 def test_random_permutation_p_has_floor_one_over_b_plus_one() -> None:
     n = 30
     x = np.arange(n, dtype=float)
-    p, kind = stratified_permutation_pvalue(lambda idx: x[idx] @ x, n, np.zeros(n, int), float(x @ x),
-                                            n_resamples=199, rng=as_generator(1))
+    null, kind = permutation_null(lambda idx: x[idx] @ x, n, np.zeros(n, int), n_resamples=199, rng=as_generator(1))
+    p = pvalue_from_null(null, float(x @ x), kind)
     assert kind == "permutation"
     np.testing.assert_allclose(p, 1 / 200)
 
@@ -70,7 +71,7 @@ def test_permutations_stay_within_strata() -> None:
         seen.append(idx.copy())
         return np.zeros(len(idx))
 
-    stratified_permutation_pvalue(record, strata.size, strata, 1.0, n_resamples=50, rng=as_generator(0))
+    permutation_null(record, strata.size, strata, n_resamples=50, rng=as_generator(0))
     idx = np.concatenate(seen)
     assert idx.shape == (50, strata.size)  # 3! * 9! > max(50, 8!), so random
     assert (strata[idx] == strata[None, :]).all()
