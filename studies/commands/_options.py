@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["add_execution_arguments", "add_storage_arguments"]
+__all__ = ["add_execution_arguments", "add_storage_arguments", "execute"]
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,3 +33,24 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)  # else $ORCA_ABLATE_TRIAL_FN
     parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
+
+
+def execute(args: argparse.Namespace, start: Callable[..., Any], *positional: Any, **options: Any) -> int:
+    """Run ``start`` (``run_study`` or ``run_worker``) with the execution options; print its summary.
+
+    A scheduler's SIGTERM (the end of a Slurm job, ``kill``) stops it like Ctrl-C:
+    running attempts are marked stale at once. Returns the report's exit code.
+    """
+    from ..engine import DEFAULT_GRACE_PERIOD
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    report = start(*positional, trial_fn=args.trial_fn, inline=args.inline, progress=not args.no_progress,
+                   grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
+                   heartbeat_interval=args.heartbeat_interval, max_retries=args.max_retries, **options)
+    print(report.summary())
+    sys.stdout.flush()
+    return int(report.exit_code)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

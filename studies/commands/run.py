@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 
-from ._options import add_execution_arguments, add_storage_arguments
+from ._options import add_execution_arguments, add_storage_arguments, execute
 
 HELP = "create or resume the study of a spec and run every missing cell"
 
@@ -44,28 +42,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine import run_study
     from ..spec import load_spec
-    from ..engine import DEFAULT_GRACE_PERIOD
 
     if args.workers < 0:
         raise _usage(f"--workers {args.workers}: expected 0 or more")
     if args.max_retries < 0:
         raise _usage(f"--max-retries {args.max_retries}: expected 0 or more")
     spec = load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
-    # A scheduler's SIGTERM stops the run like Ctrl-C: running attempts are marked stale at once.
-    signal.signal(signal.SIGTERM, _interrupt)
-    report = run_study(
-        spec, storage=args.storage, study_name=args.study_name, workers=args.workers, inline=args.inline,
-        max_retries=args.max_retries, trial_fn=args.trial_fn, artifact_dir=args.artifact_dir,
-        grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
-        heartbeat_interval=args.heartbeat_interval, progress=not args.no_progress,
-    )
-    print(report.summary())
-    sys.stdout.flush()
-    return report.exit_code
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    return execute(args, run_study, spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
+                   artifact_dir=args.artifact_dir)
 
 
 def _usage(message: str) -> Exception:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 
-from ._options import add_execution_arguments, add_storage_arguments
+from ._options import add_execution_arguments, add_storage_arguments, execute
 
 HELP = "join an existing study (PostgreSQL or journal file) and run its cells until none are left"
 
@@ -26,7 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from harness.errors import ConfigError
 
     from ..engine import run_worker
-    from ..engine import DEFAULT_GRACE_PERIOD
 
     if args.storage is None:
         raise ConfigError("--storage is required: the PostgreSQL URL (or journal file) of the study, e.g. "
@@ -35,18 +32,4 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-trials {args.max_trials}: expected 1 or more")
     if args.max_retries < 0:
         raise ConfigError(f"--max-retries {args.max_retries}: expected 0 or more")
-    # A scheduler's SIGTERM (end of a SLURM job) stops the worker like Ctrl-C: its attempt is marked stale at once.
-    signal.signal(signal.SIGTERM, _interrupt)
-    report = run_worker(
-        args.storage, args.study_name, max_trials=args.max_trials, max_retries=args.max_retries,
-        trial_fn=args.trial_fn, inline=args.inline,
-        grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
-        heartbeat_interval=args.heartbeat_interval, progress=not args.no_progress,
-    )
-    print(report.summary())
-    sys.stdout.flush()
-    return report.exit_code
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    return execute(args, run_worker, args.storage, args.study_name, max_trials=args.max_trials)
