@@ -17,7 +17,7 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -189,13 +189,15 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Return ``mapping`` as dotted path -> value: every nested mapping is flattened, other values kept as they are.
+def flatten(mapping: Mapping[str, Any], prefix: str = "", *,
+            sections: Collection[str] | None = None) -> dict[str, Any]:
+    """Return ``mapping`` as dotted path -> value: nested mappings are flattened, other values kept as they are.
 
     ``flatten({"task": "digits", "embedder": {"epochs": 2}, "finetune.lr": 0.1})`` is
     ``{"task": "digits", "embedder.epochs": 2, "finetune.lr": 0.1}`` (dotted keys pass through);
-    ``prefix`` is put before every key. An empty nested mapping contributes no key. Raises
-    ConfigError when ``mapping`` is not a mapping or a key is not a string.
+    ``prefix`` is put before every key. An empty nested mapping contributes no key. With
+    ``sections``, only mappings at those paths are flattened (a spec's ``search:`` values are
+    mappings too). Raises ConfigError when ``mapping`` is not a mapping or a key is not a string.
     """
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(mapping).__name__}")
@@ -204,8 +206,8 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if not isinstance(key, str):
             raise ConfigError(f"{prefix}{key!r}: config keys must be strings")
         path = prefix + key
-        if isinstance(value, Mapping):
-            out.update(flatten(value, path + "."))
+        if isinstance(value, Mapping) and (sections is None or path in sections):
+            out.update(flatten(value, path + ".", sections=sections))
         else:
             out[path] = value
     return out

@@ -9,7 +9,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.config import TrialConfig, config_paths
+from harness.config import TrialConfig, config_paths, flatten
 from harness.contract import TEST_SCORE, VAL_SCORE
 from harness.errors import ConfigError
 
@@ -207,21 +207,14 @@ class SpecParser:
                 raise self.fail(where, f"duplicate value {item!r}; list each value once")
             seen.append(item)
 
-    def flat(self, where: str, value: Any, prefix: str = "") -> dict[str, Any]:
+    def flat(self, where: str, value: Any) -> dict[str, Any]:
         """Return dotted path -> value; nested section mappings (``embedder: {epochs: [..]}``) are flattened."""
         if not isinstance(value, Mapping):
-            raise self.fail(where + (f".{prefix.rstrip('.')}" if prefix else ""),
-                            f"expected a mapping of config paths, got {value!r}")
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise self.fail(where, f"keys must be config paths (strings), got {key!r}")
-            path = prefix + key
-            if isinstance(item, Mapping) and path in _SECTIONS:
-                out.update(self.flat(where, item, path + "."))
-            else:
-                out[path] = item
-        return out
+            raise self.fail(where, f"expected a mapping of config paths, got {value!r}")
+        try:
+            return flatten(value, sections=_SECTIONS)
+        except ConfigError as exc:  # a key that is not a string
+            raise self.fail(where, f"keys must be config paths (strings): {exc}") from None
 
     def settable(self, where: str, path: str) -> None:
         label = f"{where}.{path}" if where != "--set" else f"--set {path}"
