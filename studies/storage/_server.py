@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.contract import ATTEMPT
@@ -30,8 +30,6 @@ from ._errors import StorageError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage, RDBStorage
-    from optuna.study import StudyDirection
-    from optuna.study._frozen import FrozenStudy
     from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
@@ -258,38 +256,8 @@ class RetryingStorage:
     def _retry(self, what: str, call: Callable[[], _T], interrupted: Callable[[], None] | None = None) -> _T:
         return retry(call, what=what, url=self.url, deadline=self.deadline, interrupted=interrupted)
 
-    # -- studies --
-    def create_new_study(self, directions: Sequence[StudyDirection], study_name: str | None = None) -> int:
-        return self._retry("create_new_study", lambda: self._storage.create_new_study(directions, study_name))
-
-    def delete_study(self, study_id: int) -> None:
-        self._retry("delete_study", lambda: self._storage.delete_study(study_id))
-
-    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
-        self._retry("set_study_user_attr", lambda: self._storage.set_study_user_attr(study_id, key, value))
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self._retry("set_study_system_attr", lambda: self._storage.set_study_system_attr(study_id, key, value))
-
-    def get_study_id_from_name(self, study_name: str) -> int:
-        return self._retry("get_study_id_from_name", lambda: self._storage.get_study_id_from_name(study_name))
-
-    def get_study_name_from_id(self, study_id: int) -> str:
-        return self._retry("get_study_name_from_id", lambda: self._storage.get_study_name_from_id(study_id))
-
-    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
-        return self._retry("get_study_directions", lambda: self._storage.get_study_directions(study_id))
-
-    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
-        return self._retry("get_study_user_attrs", lambda: self._storage.get_study_user_attrs(study_id))
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return self._retry("get_study_system_attrs", lambda: self._storage.get_study_system_attrs(study_id))
-
-    def get_all_studies(self) -> list[FrozenStudy]:
-        return self._retry("get_all_studies", self._storage.get_all_studies)
-
-    # -- trials --
+    # Calls that are retried as they are (reads, and writes that are idempotent or checked by Optuna) are
+    # added below the class from _RETRIED; these two re-read first when an interrupted call may have committed.
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         token = template_trial.user_attrs.get(ATTEMPT) if template_trial is not None else None
         state = {"interrupted": False}
@@ -302,15 +270,6 @@ class RetryingStorage:
             return self._storage.create_new_trial(study_id, template_trial)
 
         return self._retry("create_new_trial", call, lambda: state.update(interrupted=True))
-
-    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
-                        distribution: Any) -> None:
-        self._retry("set_trial_param", lambda: self._storage.set_trial_param(
-            trial_id, param_name, param_value_internal, distribution))
-
-    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
-        return self._retry("get_trial_id", lambda: self._storage.get_trial_id_from_study_id_trial_number(
-            study_id, trial_number))
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
@@ -329,29 +288,6 @@ class RetryingStorage:
             return self._storage.set_trial_state_values(trial_id, state, values)
 
         return self._retry("set_trial_state_values", call, lambda: flags.update(interrupted=True))
-
-    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        self._retry("set_trial_intermediate_value", lambda: self._storage.set_trial_intermediate_value(
-            trial_id, step, intermediate_value))
-
-    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._retry("set_trial_user_attr", lambda: self._storage.set_trial_user_attr(trial_id, key, value))
-
-    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._retry("set_trial_system_attr", lambda: self._storage.set_trial_system_attr(trial_id, key, value))
-
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._retry("get_trial", lambda: self._storage.get_trial(trial_id))
-
-    def get_all_trials(self, study_id: int, deepcopy: bool = True,
-                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        return self._retry("get_all_trials", lambda: self._storage.get_all_trials(study_id, deepcopy, states))
-
-    def get_n_trials(self, study_id: int, state: Any = None) -> int:
-        return self._retry("get_n_trials", lambda: self._storage.get_n_trials(study_id, state))
-
-    def get_best_trial(self, study_id: int) -> FrozenTrial:
-        return self._retry("get_best_trial", lambda: self._storage.get_best_trial(study_id))
 
     def get_trial_number_from_id(self, trial_id: int) -> int:
         return self.get_trial(trial_id).number
@@ -374,6 +310,29 @@ class RetryingStorage:
 
     def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
         self._storage.check_trial_is_updatable(trial_id, trial_state)
+
+
+_RETRIED = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_all_studies", "set_trial_param", "get_trial_id_from_study_id_trial_number", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial",
+)
+"""BaseStorage methods that RetryingStorage retries by calling the wrapped storage's method again."""
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    """Return a RetryingStorage method that calls the wrapped storage's ``name``, retried."""
+    def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(name, lambda: getattr(self._storage, name)(*args, **kwargs))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"``BaseStorage.{name}``, retried across dropped connections."
+    return method
+
+
+for _name in _RETRIED:
+    setattr(RetryingStorage, _name, _retried(_name))
 
 
 def _register() -> None:

@@ -2,23 +2,25 @@
 
 A backend says which URLs it takes, opens them, where a study's artifacts go by
 default, and how many processes may write it at once. To add one, write a
-module here with a module-level ``BACKEND`` object of the :class:`Backend`
-protocol and add one line to :data:`BACKENDS` (first match wins). Nothing else
-in ``studies`` dispatches on the URL.
+module here with a module-level ``BACKEND = Backend(...)`` (see :class:`Backend`)
+and add its module path to :data:`BACKENDS` (first match wins). Nothing else in
+``studies`` dispatches on the URL.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .._errors import StorageError
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
-__all__ = ["BACKENDS", "Backend", "backend_for"]
+__all__ = ["BACKENDS", "Backend", "artifacts_beside", "backend_for"]
 
 BACKENDS: tuple[str, ...] = (
     "studies.storage.backends.journal",
@@ -28,7 +30,8 @@ BACKENDS: tuple[str, ...] = (
 """Backend modules, in the order their ``matches`` are tried."""
 
 
-class Backend(Protocol):
+@dataclass(frozen=True)
+class Backend:
     """What ``studies`` needs of a kind of storage."""
 
     name: str
@@ -38,24 +41,31 @@ class Backend(Protocol):
     shared_by: str | None
     """Who may write it at once: ``"hosts"`` (workers on many hosts), ``"host"`` (many processes of one
     host), or None (one process: ``run --workers K`` with the run as the only writer)."""
+    matches: Callable[[str], bool]
+    """``matches(url)``: whether ``url`` is of this kind."""
+    open: Callable[..., BaseStorage]
+    """``open(url, must_exist=...)``: the Optuna storage; with ``must_exist`` a missing file is a
+    StorageError, not created."""
+    artifact_default: Callable[[str], Path | None]
+    """``artifact_default(url)``: the default artifact directory of a study stored at ``url``
+    (None: it must be given)."""
 
-    def matches(self, url: str) -> bool:
-        """Return whether ``url`` is of this kind."""
 
-    def open(self, url: str, *, must_exist: bool) -> BaseStorage:
-        """Return the Optuna storage; with ``must_exist``, a missing file is a StorageError, not created."""
-
-    def artifact_default(self, url: str) -> Path | None:
-        """Return the default artifact directory of a study stored at ``url`` (None: it must be given)."""
+def artifacts_beside(file: Path | None) -> Path | None:
+    """Return ``<stem>-artifacts/`` beside a storage file (absolute), or None without a file."""
+    if file is None:
+        return None
+    path = file.resolve()
+    return path.with_name(f"{path.stem}-artifacts")
 
 
 def backend_for(url: str) -> Backend:
     """Return the backend that takes ``url``; raise StorageError naming the forms when none does."""
-    backends = [importlib.import_module(name).BACKEND for name in BACKENDS]
+    backends: list[Backend] = [importlib.import_module(name).BACKEND for name in BACKENDS]
     try:
         for backend in backends:
             if backend.matches(url):
-                return backend  # type: ignore[no-any-return]
+                return backend
     except ValueError as exc:  # a URL of a known kind, malformed (journal: with no file)
         raise StorageError(str(exc)) from None
     forms = ", ".join(b.example for b in backends)

@@ -2,17 +2,17 @@
 
 Appends one JSON line per storage call under a file lock, so many processes of
 one host may share it; a plain path is what Optuna's CLI and optuna-dashboard
-open as a journal.
+open as a journal. Artifacts go to ``<stem>-artifacts/`` beside the file.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.contract import journal_path
 
 from .._errors import StorageError
+from . import Backend, artifacts_beside
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -20,35 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["BACKEND"]
 
 
-class JournalBackend:
-    """A journal file; artifacts go to ``<stem>-artifacts/`` beside it."""
+def _open(url: str, *, must_exist: bool) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    name = "journal"
-    example = "journal:///PATH.log"
-    shared_by = "host"
-
-    def matches(self, url: str) -> bool:
-        return journal_path(url) is not None
-
-    def open(self, url: str, *, must_exist: bool) -> BaseStorage:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = self._path(url)
-        if not path.parent.is_dir():
-            raise StorageError(f"--storage {url!r}: directory {str(path.parent)!r} does not exist")
-        if must_exist and not path.is_file():
-            raise StorageError(f"--storage {url!r}: no such journal file")
-        return JournalStorage(JournalFileBackend(str(path)))
-
-    def artifact_default(self, url: str) -> Path | None:
-        path = self._path(url).resolve()
-        return path.with_name(f"{path.stem}-artifacts")
-
-    @staticmethod
-    def _path(url: str) -> Path:
-        path = journal_path(url)
-        assert path is not None, "matches() was checked first"
-        return path
+    path = journal_path(url)
+    assert path is not None, "Backend.matches was checked first"
+    if not path.parent.is_dir():
+        raise StorageError(f"--storage {url!r}: directory {str(path.parent)!r} does not exist")
+    if must_exist and not path.is_file():
+        raise StorageError(f"--storage {url!r}: no such journal file")
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
-BACKEND = JournalBackend()
+BACKEND = Backend("journal", "journal:///PATH.log", "host", matches=lambda url: journal_path(url) is not None,
+                  open=_open, artifact_default=lambda url: artifacts_beside(journal_path(url)))

@@ -3,39 +3,18 @@
 Opened through ``storage._server`` (connect timeout, one-line errors with the
 password masked, calls retried across dropped connections); claims take the
 study's advisory lock (``storage._rdb_direct.study_lock``). A server has no
-place for files, so artifacts go where ``--artifact-dir`` says (recorded in the study).
+place for files, so artifacts go where ``--artifact-dir`` says (recorded in the
+study). Any SQLAlchemy URL that is not SQLite lands here; PostgreSQL is the one tested.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from harness.contract import is_server_url
 
-if TYPE_CHECKING:
-    from optuna.storages import BaseStorage
+from .._server import open_server_storage
+from . import Backend
 
 __all__ = ["BACKEND"]
 
-
-class ServerBackend:
-    """Any SQLAlchemy database URL that is not SQLite; tested on PostgreSQL."""
-
-    name = "postgresql"
-    example = "postgresql://USER@HOST/DB"
-    shared_by = "hosts"
-
-    def matches(self, url: str) -> bool:
-        return is_server_url(url)
-
-    def open(self, url: str, *, must_exist: bool) -> BaseStorage:
-        from .._server import open_server_storage
-
-        return open_server_storage(url)  # type: ignore[return-value]  # a registered virtual BaseStorage
-
-    def artifact_default(self, url: str) -> Path | None:
-        return None
-
-
-BACKEND = ServerBackend()
+BACKEND = Backend("postgresql", "postgresql://USER@HOST/DB", "hosts", matches=is_server_url,
+                  open=lambda url, must_exist: open_server_storage(url), artifact_default=lambda url: None)

@@ -2,7 +2,8 @@
 
 One process writes it: ``run --workers K`` keeps the storage in the run's own
 process and its workers send results over pipes (Optuna's RDB storage on SQLite
-crashes concurrent writers; see DESIGN.md).
+crashes concurrent writers; see DESIGN.md). Artifacts go to ``<stem>-artifacts/``
+beside the file.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.contract import is_sqlite_url, sqlite_path
 
 from .._errors import StorageError
+from . import Backend, artifacts_beside
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -28,48 +29,31 @@ SQLITE_WAL = True
 """Open SQLite files in WAL mode with synchronous=NORMAL (see ``_connect``)."""
 
 
-class SQLiteBackend:
-    """A SQLite file; artifacts go to ``<stem>-artifacts/`` beside it."""
+def _open(url: str, *, must_exist: bool) -> BaseStorage:
+    import optuna
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError
 
-    name = "sqlite"
-    example = "sqlite:///FILE.db"
-    shared_by = None
-
-    def matches(self, url: str) -> bool:
-        return is_sqlite_url(url)
-
-    def open(self, url: str, *, must_exist: bool) -> BaseStorage:
-        import optuna
-        from optuna.storages import RDBStorage
-        from sqlalchemy.exc import IntegrityError
-
-        kwargs: dict[str, Any] = {}
-        file = sqlite_path(url)
-        if file is not None:
-            if not file.resolve().parent.is_dir():
-                raise StorageError(f"--storage {url!r}: directory of {str(file)!r} does not exist")
-            if must_exist and not file.is_file():
-                raise StorageError(f"--storage {url!r}: no such SQLite file {str(file.resolve())!r}")
-            kwargs["creator"] = functools.partial(_connect, str(file))
-        for attempt in range(3):
-            try:
-                return optuna.storages.get_storage(RDBStorage(url, engine_kwargs=kwargs))
-            except IntegrityError:
-                # Two processes creating a fresh file at once both insert Optuna's schema version;
-                # the loser finds the tables there when it tries again.
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
-            except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-                raise StorageError(f"--storage {url!r}: cannot open it ({type(exc).__name__}: {exc})") from None
-        raise AssertionError("unreachable")
-
-    def artifact_default(self, url: str) -> Path | None:
-        file = sqlite_path(url)
-        if file is None:
-            return None
-        path = file.resolve()
-        return path.with_name(f"{path.stem}-artifacts")
+    kwargs: dict[str, Any] = {}
+    file = sqlite_path(url)
+    if file is not None:
+        if not file.resolve().parent.is_dir():
+            raise StorageError(f"--storage {url!r}: directory of {str(file)!r} does not exist")
+        if must_exist and not file.is_file():
+            raise StorageError(f"--storage {url!r}: no such SQLite file {str(file.resolve())!r}")
+        kwargs["creator"] = functools.partial(_connect, str(file))
+    for attempt in range(3):
+        try:
+            return optuna.storages.get_storage(RDBStorage(url, engine_kwargs=kwargs))
+        except IntegrityError:
+            # Two processes creating a fresh file at once both insert Optuna's schema version;
+            # the loser finds the tables there when it tries again.
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+        except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+            raise StorageError(f"--storage {url!r}: cannot open it ({type(exc).__name__}: {exc})") from None
+    raise AssertionError("unreachable")
 
 
 def _connect(file: str) -> sqlite3.Connection:
@@ -92,4 +76,5 @@ def _connect(file: str) -> sqlite3.Connection:
     return connection
 
 
-BACKEND = SQLiteBackend()
+BACKEND = Backend("sqlite", "sqlite:///FILE.db", None, matches=is_sqlite_url, open=_open,
+                  artifact_default=lambda url: artifacts_beside(sqlite_path(url)))
