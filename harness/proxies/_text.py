@@ -47,12 +47,17 @@ def read_fortunes(path: Path | None = None) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def _numbered_lines(path: Path, proxy: str, expected: str) -> list[tuple[int, str]]:
+    """Return (1-based line number, line) of a proxy's text file; raise DataError naming the format when missing."""
+    if not path.is_file():
+        raise DataError(f"proxy '{proxy}:{path}': file not found; expected {expected}")
+    return list(enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1))
+
+
 def read_text_file(path: Path) -> tuple[list[str], list[str]]:
     """Return (texts, labels) from a ``label<TAB>text`` file, one sample per line."""
-    if not path.is_file():
-        raise DataError(f"proxy 'text-file:{path}': file not found; expected lines of label<TAB>text")
     texts, labels = [], []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for i, line in _numbered_lines(path, "text-file", "lines of label<TAB>text"):
         if not line.strip():
             continue
         label, sep, text = line.partition("\t")
@@ -67,10 +72,8 @@ def read_text_file(path: Path) -> tuple[list[str], list[str]]:
 
 def read_conll2003(path: Path) -> tuple[list[str], list[str]]:
     """Return (words, NER tags) from a CoNLL-2003 column file (``word POS chunk NER``, blank lines between sentences)."""
-    if not path.is_file():
-        raise DataError(f"proxy 'conll2003:{path}': file not found; expected the CoNLL-2003 column format")
     words, tags = [], []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for i, line in _numbered_lines(path, "conll2003", "the CoNLL-2003 column format"):
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
             continue
