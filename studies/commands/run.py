@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local worker processes (default 1); torch threads are split between them; "
                              "0 creates (or extends) the study and its cells without running any, for "
                              "`orca-ablate worker` processes on any host to take")
+    parser.add_argument("--workers-per-gpu", type=int, default=1, metavar="P",
+                        help="on a machine with GPUs, each worker process gets one GPU round-robin; P workers may "
+                             "share one (pack small trials; default 1)")
     parser.add_argument("--max-retries", type=int, default=1, metavar="R",
                         help="re-run a cell whose attempt failed with an error up to R times in this run "
                              "(default 1); stale attempts of killed runs do not count")
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise _usage(f"--max-retries {args.max_retries}: expected 0 or more")
     spec = load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
     return execute(args, run_study, spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
-                   artifact_dir=args.artifact_dir)
+                   artifact_dir=args.artifact_dir, workers_per_gpu=args.workers_per_gpu)
 
 
 def _usage(message: str) -> Exception:

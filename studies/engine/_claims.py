@@ -1,10 +1,10 @@
 """Claiming a free cell, and withdrawing stale attempts: the two writes that read the study first.
 
 ``claim_next`` is the one place that claims a cell. Under the study lock (a
-PostgreSQL advisory lock; see ``storage._rdb_direct.study_lock``) it reads the
+PostgreSQL advisory lock, or a journal file's claim lock file; see ``storage._locks``) it reads the
 study once, marks stale attempts, and creates the RUNNING trial of the first
 free cell, so any number of processes on any number of hosts never claim one
-cell twice. Storages without such a lock (SQLite, journal file) rely on a check
+cell twice. A storage without such a lock (SQLite, one writer) relies on a check
 after the claim instead: of two attempts claimed at once, the lower-numbered one runs.
 """
 
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..spec import Cell
 from ..storage import StorageError
-from ..storage._rdb_direct import LockLost, study_lock
+from ..storage._locks import study_lock
+from ..storage._rdb_direct import LockLost
 from ._attempts import Owner, claim, mark_stale
 from ._state import Ident, StudyScan, scan_study
 

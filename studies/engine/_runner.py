@@ -32,10 +32,12 @@ from harness.errors import OrcaAblateError
 
 from ..spec import SAMPLERS, Cell, StudySpec, expand_cells, param_distributions
 from ..storage import StorageError
-from ..storage._rdb_direct import LockLost, batched, complete_attempt, study_lock
+from ..storage._locks import study_lock
+from ..storage._rdb_direct import LockLost, batched, complete_attempt
 from ._attempts import Owner, fail, finite, heartbeat, mark_stale, result_attrs, tell_complete, write_result
 from ._claims import Claimed, claim_next, withdraw_stale
 from ._state import Ident, StudyScan, scan_study
+from ._gpus import assign_gpus, visible_gpus
 from ._workers import InlinePool, TrialFn, WorkerPool, cpu_cores
 
 if TYPE_CHECKING:
@@ -96,7 +98,8 @@ class Runner:
 
     def __init__(self, storage: BaseStorage, study: optuna.Study, spec: StudySpec, *, workers: int,
                  max_retries: int, trial_fn: str | TrialFn, grace_period: float, heartbeat_interval: float,
-                 log: TextIO, inline: bool = False, max_attempts: int | None = None) -> None:
+                 log: TextIO, inline: bool = False, max_attempts: int | None = None,
+                 workers_per_gpu: int = 1) -> None:
         self.storage = storage
         self.study = study
         self.study_id = study._study_id
@@ -108,6 +111,7 @@ class Runner:
         self.grace_period = grace_period
         self.heartbeat_interval = heartbeat_interval
         self.workers = workers
+        self.workers_per_gpu = workers_per_gpu
         self.inline = inline
         self.max_attempts = max_attempts
         """Claim at most this many attempts, then finish them and stop (``worker --max-trials``)."""
@@ -237,7 +241,9 @@ class Runner:
             except (ImportError, AttributeError, ValueError) as exc:
                 raise WorkerError(f"cannot load the trial function {self.trial_fn!r}: "
                                   f"{type(exc).__name__}: {exc}") from None
-        return WorkerPool(min(self.workers, len(self.todo())), self.trial_fn, max(1, cpu_cores() // self.workers))
+        size = min(self.workers, len(self.todo()))
+        gpus = assign_gpus(size, visible_gpus(), self.workers_per_gpu)
+        return WorkerPool(size, self.trial_fn, max(1, cpu_cores() // self.workers), gpus)
 
     def feed(self, pool: WorkerPool | InlinePool) -> None:
         """Give every idle worker the next cell that no other attempt holds."""
@@ -249,7 +255,7 @@ class Runner:
     def dispatch(self, pool: WorkerPool | InlinePool, worker: Any) -> bool:
         """Claim the first free cell to do and send it to ``worker``; return whether one was sent.
 
-        Without the study lock (SQLite, journal file) two runs may claim one cell at the same
+        Without the study lock (SQLite) two runs may claim one cell at the same
         moment: trial numbers are assigned by the storage in one order for everyone, so
         after claiming, each re-reads the cell: the attempt with the lower number runs,
         the other withdraws.

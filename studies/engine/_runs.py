@@ -5,7 +5,7 @@ missing cells with local worker processes, or with ``workers=0`` runs nothing:
 the step a cluster job runs once before its workers. ``run_worker`` joins an
 existing study (the spec comes from the study) and takes cells until none are
 left; any number of workers on any number of hosts may share a PostgreSQL study
-(one host: a journal file). Both record the study's artifact directory.
+or a journal file on a shared filesystem. Both record the study's artifact directory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..storage import (StorageError, backend_for, default_artifact_dir, load_stu
                        prepare_study, record_artifact_dir, recorded_artifact_dir, stored_spec, study_names)
 from ._attempts import DEFAULT_GRACE_PERIOD
 from ._claims import reap_stale
+from ._gpus import assign_gpus, visible_gpus
 from ._report import FailedCell, StudyReport
 from ._runner import HEARTBEAT_INTERVAL_S, RunOutcome, Runner
 from ._status import status_of
@@ -36,7 +37,8 @@ __all__ = ["run_study", "run_worker"]
 def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | None = None,
               workers: int = 1, inline: bool = False, max_retries: int = 1, trial_fn: str | TrialFn | None = None,
               grace_period: float = DEFAULT_GRACE_PERIOD, heartbeat_interval: float | None = None,
-              artifact_dir: str | None = None, progress: bool = True, log: TextIO | None = None) -> StudyReport:
+              artifact_dir: str | None = None, progress: bool = True, log: TextIO | None = None,
+              workers_per_gpu: int = 1) -> StudyReport:
     """Create, resume or extend the study of ``spec`` and run its missing cells; return the report.
 
     ``workers`` local processes run the trials; with ``workers=0`` the study and its
@@ -48,7 +50,8 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
     cell whose attempt fails is retried up to ``max_retries`` times in this run; stale
     attempts (a killed run's RUNNING trials) are marked FAIL and re-run without
     counting as failures. ``artifact_dir`` is recorded in the study (default: beside a
-    SQLite or journal file).
+    SQLite or journal file). On a machine with GPUs each worker process gets one,
+    round-robin, at most ``workers_per_gpu`` workers per GPU (``_gpus``).
     """
     import optuna
 
@@ -56,6 +59,8 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
         raise ValueError(f"workers must be 0 (create the study, run nothing) or more, got {workers}")
     if max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
+    if not inline:
+        assign_gpus(workers, visible_gpus(), workers_per_gpu)  # too many workers for the GPUs: refused up front
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or DEFAULT_STORAGE
     name = study_name or spec.name
@@ -72,7 +77,8 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
                        mode="prepare", artifact_dir=directory)
     runner = Runner(store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
                     trial_fn=_trial_fn(trial_fn), grace_period=grace_period,
-                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log)
+                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log,
+                    workers_per_gpu=workers_per_gpu)
     outcome = runner.run(progress=progress)
     outcome.stale = stale + outcome.stale
     return _report(store, study, spec, url, outcome, grace_period=grace_period, workers=0 if inline else workers,
@@ -87,8 +93,8 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
 
     The study comes from ``run SPEC --workers 0`` (or any ``run``); its spec is read
     from the study. Each cell is claimed atomically, so any number of workers may
-    share the study: on PostgreSQL from any number of hosts, on a journal file from
-    one. A worker stops after ``max_trials`` attempts when given; otherwise it also
+    share the study from any number of hosts (PostgreSQL, or a journal file on a
+    shared filesystem). A worker stops after ``max_trials`` attempts when given; otherwise it also
     waits for cells other workers are running, and re-runs them if their worker dies
     (at once on this host, after ``grace_period`` seconds without a heartbeat
     elsewhere). ``inline`` runs trials in a thread of this process, not a child process.
@@ -103,8 +109,8 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
     url = storage or DEFAULT_STORAGE
     if backend_for(url).shared_by is None:
         raise StorageError(f"--storage {mask_url(url)}: workers need a storage that many processes write safely: "
-                           "PostgreSQL (postgresql://USER@HOST/DB, any number of hosts) or a journal file "
-                           "(journal:///PATH.log, one host); for a SQLite file, run the spec with "
+                           "PostgreSQL (postgresql://USER@HOST/DB) or a journal file (journal:///PATH.log, on a "
+                           "filesystem every worker's host shares); for a SQLite file, run the spec with "
                            "orca-ablate run SPEC --workers K instead")
     store = open_storage(url, must_exist=True)
     try:

@@ -22,11 +22,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from harness.config import TrialConfig
+from harness.contract import DETAILS
+
+from ._gpus import GPU_ENV
 
 __all__ = ["DEFAULT_TRIAL_FN", "InlinePool", "TrialFn", "WorkerPool", "cpu_cores", "resolve_trial_fn"]
 
@@ -79,12 +82,14 @@ def result_dict(result: Any) -> dict[str, Any]:
 # -- the worker side ----------------------------------------------------------------------
 
 def worker_main(conn: multiprocessing.connection.Connection, trial_fn: str | TrialFn, threads: int,
-                parent_pid: int) -> None:
-    """Serve jobs from the parent until it sends None, closes the pipe, or dies."""
+                parent_pid: int, gpu: str | None = None) -> None:
+    """Serve jobs from the parent until it sends None, closes the pipe, or dies; ``gpu``: this worker's device."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     _watch_parent(parent_pid)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # before torch is imported, so its pools start at this size
+    if gpu is not None:
+        os.environ[GPU_ENV] = gpu  # before torch is imported: this worker sees its one GPU as cuda:0
     try:
         fn = resolve_trial_fn(trial_fn)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the run
@@ -99,7 +104,7 @@ def worker_main(conn: multiprocessing.connection.Connection, trial_fn: str | Tri
         if message is None:
             return
         job_id, config = message
-        conn.send(_run_job(fn, job_id, config, conn, threads))
+        conn.send(_run_job(fn, job_id, config, conn, threads, gpu))
 
 
 class _Sender(Protocol):
@@ -107,7 +112,7 @@ class _Sender(Protocol):
 
 
 def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
-             threads: int | None) -> tuple[Any, ...]:
+             threads: int | None, gpu: str | None = None) -> tuple[Any, ...]:
     torch = sys.modules.get("torch")
     if threads is not None and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -118,6 +123,8 @@ def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
 
     try:
         result = result_dict(fn(TrialConfig.from_dict(config), on_epoch=on_epoch))
+        if gpu is not None:  # which physical GPU "cuda:0" was
+            result[DETAILS] = {**(result.get(DETAILS) or {}), GPU_ENV: gpu}
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded on its attempt
         message = f"{type(exc).__name__}: {exc}"
         return ("error", job_id, message, traceback.format_exc(limit=-10), time.perf_counter() - start)
@@ -145,6 +152,8 @@ class Worker:
     job: int | None = None
     ready: bool = False
     """True once the worker has imported the trial function."""
+    gpu: str | None = None
+    """The GPU the worker process sees (``CUDA_VISIBLE_DEVICES``), or None."""
 
     @property
     def pid(self) -> int:
@@ -165,19 +174,20 @@ class Event:
 class WorkerPool:
     """K spawn processes running trial functions; the parent multiplexes their pipes."""
 
-    def __init__(self, size: int, trial_fn: str | TrialFn, threads: int) -> None:
+    def __init__(self, size: int, trial_fn: str | TrialFn, threads: int,
+                 gpus: Sequence[str | None] | None = None) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self._trial_fn = trial_fn
         self._threads = threads
-        self.workers = [self._spawn() for _ in range(size)]
+        self.workers = [self._spawn(gpu) for gpu in (gpus if gpus is not None else [None] * size)]
 
-    def _spawn(self) -> Worker:
+    def _spawn(self, gpu: str | None) -> Worker:
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=worker_main, name="orca-ablate-worker",
-                                    args=(child_end, self._trial_fn, self._threads, os.getpid()))
+                                    args=(child_end, self._trial_fn, self._threads, os.getpid(), gpu))
         process.start()
         child_end.close()
-        return Worker(process, parent_end)
+        return Worker(process, parent_end, gpu=gpu)
 
     def idle(self) -> list[Worker]:
         """Return the workers that are ready and without a job."""
@@ -228,7 +238,7 @@ class WorkerPool:
 
     def _replace(self, worker: Worker) -> None:
         worker.conn.close()
-        self.workers[self.workers.index(worker)] = self._spawn()
+        self.workers[self.workers.index(worker)] = self._spawn(worker.gpu)  # the same GPU slot
 
     def close(self, *, kill: bool = False) -> None:
         """Stop every worker: politely (finish, then exit), or at once with ``kill``."""

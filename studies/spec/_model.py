@@ -18,6 +18,7 @@ from typing import Any
 from harness.config import TrialConfig
 from harness.contract import TEST_SCORE
 
+from ._hypotheses import AnalysisSettings, Hypothesis
 from ._parser import SpecParser
 from ._types import Factor, SearchDimension, Validator
 
@@ -40,6 +41,10 @@ class StudySpec:
     trials_per_cell: int = 1
     sampler: str = "tpe"
     description: str = ""
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    """``analysis:``: margin, alpha and rho_weak of the verdicts (recorded with the study)."""
+    hypotheses: tuple[Hypothesis, ...] = ()
+    """``hypotheses:``: the pre-registered hypotheses the report gives verdicts on."""
 
     @property
     def factor_paths(self) -> list[str]:
@@ -64,6 +69,9 @@ class StudySpec:
             "search": {d.path: d.to_dict() for d in self.search},
             "trials_per_cell": self.trials_per_cell,
             **({"sampler": self.sampler} if self.search else {}),
+            # Only when declared, so that the canonical dict of an older spec is unchanged.
+            **({"analysis": self.analysis.to_dict()} if self.analysis != AnalysisSettings() else {}),
+            **({"hypotheses": [h.to_dict() for h in self.hypotheses]} if self.hypotheses else {}),
         }
 
     def to_json(self) -> str:

@@ -13,6 +13,7 @@ from harness.config import TrialConfig, config_paths, flatten
 from harness.contract import TEST_SCORE, VAL_SCORE
 from harness.errors import ConfigError
 
+from ._hypotheses import parse_analysis, parse_hypotheses
 from ._types import DIRECTIONS, METRICS, SAMPLERS, Factor, SearchDimension, SpecError, Validator
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["SpecParser"]
 
 _KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "direction",
-         "search", "trials_per_cell", "sampler")
+         "search", "trials_per_cell", "sampler", "analysis", "hypotheses")
 _DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
 _OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -76,9 +77,11 @@ class SpecParser:
                             "configuration; add search: dimensions, or add seeds for repetitions")
         if not search and "sampler" in data:
             raise self.fail("sampler", "a sampler tunes search: dimensions; this spec has none")
+        analysis = parse_analysis(self, data.get("analysis"))
+        hypotheses = parse_hypotheses(self, data.get("hypotheses"), factors, tasks)
         return {"name": name, "tasks": tasks, "seeds": seeds, "factors": factors, "base": base, "metric": metric,
                 "direction": direction, "search": search, "trials_per_cell": trials, "sampler": sampler,
-                "description": description}
+                "description": description, "analysis": analysis, "hypotheses": hypotheses}
 
     # -- keys -------------------------------------------------------------------------------
 

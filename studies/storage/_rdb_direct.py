@@ -1,6 +1,6 @@
 """Direct SQL beside Optuna's RDB storage API: the study lock, one-transaction writes, one-query reads.
 
-- ``study_lock`` serialises claiming and finishing a study's cells across every
+- ``advisory_lock`` (behind ``_locks.study_lock``) serialises claiming and finishing a study's cells across every
   process and host with a PostgreSQL advisory lock keyed by the study id;
 - ``write_trial`` and ``create_running_trial`` write a trial's user attrs (one
   upsert), intermediate values and params in one transaction. Optuna's RDB storage
@@ -23,7 +23,7 @@ from harness.contract import ATTEMPT, CELL, SLOT
 
 from ._server import RETRY_DEADLINE_S, RetryingStorage, is_transient, retry
 
-__all__ = ["LockLost", "batched", "complete_attempt", "create_running_trial", "study_lock", "write_trial"]
+__all__ = ["LockLost", "batched", "complete_attempt", "create_running_trial", "advisory_lock", "write_trial"]
 
 LOCK_TIMEOUT_S = 120
 """A process waiting this long for the study lock gives up and retries (the holder may be stuck)."""
@@ -40,7 +40,7 @@ class LockLost(RuntimeError):
 # -- the study lock -----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def study_lock(storage: Any, study_id: int) -> Iterator[bool]:
+def advisory_lock(storage: Any, study_id: int) -> Iterator[bool]:
     """Hold the study's claim lock for the block; yield True when it excludes every other process and host.
 
     On PostgreSQL this is ``pg_advisory_xact_lock(LOCK_CLASS, study_id)`` in a

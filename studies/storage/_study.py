@@ -22,7 +22,7 @@ from harness.contract import BASE_CONFIG, CREATED_BY, EXTENSION_COPY_COMPLETE, F
 
 from ..spec import SpecError, StudySpec, compare_specs, param_distributions
 from ._errors import StorageError
-from ._rdb_direct import study_lock
+from ._locks import study_lock
 
 if TYPE_CHECKING:
     import optuna

@@ -1,8 +1,11 @@
 """Journal-file storage (Optuna's ``JournalFileBackend``): ``journal:///abs/path.log``, ``journal:rel.log``, ``x.log``.
 
-Appends one JSON line per storage call under a file lock, so many processes of
-one host may share it; a plain path is what Optuna's CLI and optuna-dashboard
-open as a journal. Artifacts go to ``<stem>-artifacts/`` beside the file.
+Appends one JSON line per storage call under a file lock, and claims cells under
+a lock file of its own (``storage._locks``), so worker processes on many hosts
+may share one journal on a shared filesystem (NFSv3 or later) without a database
+server; staleness across hosts goes by heartbeat. A plain path is what Optuna's
+CLI and optuna-dashboard open as a journal. Artifacts go to ``<stem>-artifacts/``
+beside the file.
 """
 
 from __future__ import annotations
@@ -32,5 +35,5 @@ def _open(url: str, *, must_exist: bool) -> BaseStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
 
-BACKEND = Backend("journal", "journal:///PATH.log", "host", matches=lambda url: journal_path(url) is not None,
+BACKEND = Backend("journal", "journal:///PATH.log", "hosts", matches=lambda url: journal_path(url) is not None,
                   open=_open, artifact_default=lambda url: artifacts_beside(journal_path(url)))
