@@ -19,7 +19,7 @@ __all__ = [
     "DEFAULT_STORAGE", "DETAILS", "DEVICE", "DIRECTION", "ERROR", "EXTENSION_COPY_COMPLETE", "FACTORS",
     "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MODALITY", "OTDD_AFTER",
     "OTDD_BEFORE", "OTDD_CURVE", "OWNER_HOST", "OWNER_PID", "PARAM_SEED", "PARAM_TASK", "PEAK_MEM_MB",
-    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SPEC", "STALE", "TEST_SCORE", "TRACEBACK",
+    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SLURM_SUBMISSIONS", "SPEC", "STALE", "TEST_SCORE", "TRACEBACK",
     "TRAINABLE_PARAMS", "VAL_CURVE", "VAL_SCORE", "VERSIONS", "WORKER_PID", "is_server_url", "is_sqlite_url",
     "journal_path", "sqlite_path",
 ]
@@ -92,11 +92,13 @@ BASE_CONFIG = "base_config"
 CREATED_BY = "created_by"
 ARTIFACT_DIR = "artifact_dir"
 EXTENSION_COPY_COMPLETE = "extension_copy_complete"
+SLURM_SUBMISSIONS = "slurm_submissions"
+"""Job arrays ``orca-ablate submit`` sent to Slurm for the study: job id, array size, time, script."""
 
 CHECKED_NAMES = frozenset({
     TEST_SCORE, VAL_SCORE, OTDD_BEFORE, OTDD_AFTER, OTDD_CURVE, VAL_CURVE, BEST_EPOCH, TRAINABLE_PARAMS,
     PEAK_MEM_MB, GIT_COMMIT, CELL, SLOT, SECONDS_BY_STAGE, HEARTBEAT, OWNER_HOST, OWNER_PID, WORKER_PID, ATTEMPT,
-    STALE, LATE, TRACEBACK, BASE_CONFIG, CREATED_BY, ARTIFACT_DIR, EXTENSION_COPY_COMPLETE,
+    STALE, LATE, TRACEBACK, BASE_CONFIG, CREATED_BY, ARTIFACT_DIR, EXTENSION_COPY_COMPLETE, SLURM_SUBMISSIONS,
 })
 """The names no other product module may spell as a string literal. The generic ones (``metric``,
 ``direction``, ``config``, ``error``, ``seconds``, ``spec``, ``factors``, ...) are defined here and used

@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "status": "studies.commands.status",
     "dashboard": "studies.commands.dashboard",
     "report": "studies.commands.report",
+    "plan": "studies.commands.plan",
+    "submit": "studies.commands.submit",
     "export": "studies.commands.export",
     "studies": "studies.commands.studies",
 }

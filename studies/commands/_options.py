@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_execution_arguments", "add_storage_arguments", "execute"]
+__all__ = ["add_execution_arguments", "add_spec_arguments", "add_storage_arguments", "execute", "spec_from_args"]
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,30 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study-name", "--study", dest="study_name", default=None, metavar="NAME",
                         help="the study (run: default the spec's name; others: may be left out when the "
                              "storage holds one study)")
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add SPEC and what changes it (``--set``, ``--tasks``, ``--seeds``) to a command that takes a spec."""
+    parser.add_argument("spec", metavar="SPEC",
+                        help="a spec file, or the name of a shipped spec (quickstart, proxy, embedder-epochs, "
+                             "freezing, pretraining)")
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override or add base settings, e.g. --set finetune.epochs=1 data.max_train_samples=200")
+    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                        help="run the spec on these tasks instead of its tasks: list, e.g. --tasks digits ucr:Crop "
+                             "(a study may gain tasks later, never lose them)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                        help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
+                             "(rerun with more seeds to extend the study)")
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpec
+    """Return the validated spec of ``args`` (SPEC with --set, --tasks, --seeds)."""
+    from harness.config import parse_assignments
+
+    from ..spec import load_spec
+
+    return load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:

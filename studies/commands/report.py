@@ -1,11 +1,11 @@
-"""``orca-ablate report``: test the paper's claims on a study and write report.md/.html, tests.csv and figures."""
+"""``orca-ablate report``: verdicts on the spec's hypotheses and write report.md/.html, tests.csv and figures."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-HELP = "Analyse a study: claim verdicts, statistics and figures as report.md / report.html / tests.csv."
+HELP = "Analyse a study: hypothesis verdicts, statistics and figures as report.md / report.html / tests.csv."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of every bootstrap and permutation (default: 0; recorded in the report)")
     parser.add_argument("--n-resamples", type=int, default=9999,
                         help="bootstrap and permutation resamples (default: 9999)")
+    parser.add_argument("--margin", type=float, default=None, metavar="M",
+                        help="margin of the hypotheses (default: the spec's analysis.margin, else 0.01, or log 1.05 "
+                             "for minimised errors); a value other than the recorded one marks verdicts exploratory")
+    parser.add_argument("--alpha", type=float, default=None, metavar="A",
+                        help="alpha of the verdicts (default: the spec's analysis.alpha, else 0.05); a value other "
+                             "than the recorded one marks verdicts exploratory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_resamples < 1:
         raise analysis.AnalysisError(f"--n-resamples must be at least 1, got {args.n_resamples}")
+    if args.margin is not None and not args.margin > 0:
+        raise analysis.AnalysisError(f"--margin must be positive, got {args.margin}")
+    if args.alpha is not None and not 0 < args.alpha < 0.5:
+        raise analysis.AnalysisError(f"--alpha must be in (0, 0.5), got {args.alpha}")
     out = args.out if args.out is not None else os.path.join("reports", args.study_name)
     path = analysis.write_report(args.storage, args.study_name, out, random_state=args.random_state,
-                                 n_resamples=args.n_resamples)
+                                 n_resamples=args.n_resamples, margin=args.margin, alpha=args.alpha)
     print(path)
     return 0

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import add_execution_arguments, add_storage_arguments, execute
+from ._options import add_execution_arguments, add_spec_arguments, add_storage_arguments, execute, spec_from_args
 
 HELP = "create or resume the study of a spec and run every missing cell"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``run``."""
-    parser.add_argument("spec", metavar="SPEC",
-                        help="a spec file, or the name of a shipped spec (quickstart, proxy, embedder-epochs, "
-                             "freezing, pretraining)")
+    add_spec_arguments(parser)
     add_storage_arguments(parser)
     parser.add_argument("--workers", type=int, default=1, metavar="K",
                         help="local worker processes (default 1); torch threads are split between them; "
@@ -25,32 +23,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-retries", type=int, default=1, metavar="R",
                         help="re-run a cell whose attempt failed with an error up to R times in this run "
                              "(default 1); stale attempts of killed runs do not count")
-    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override or add base settings, e.g. --set finetune.epochs=1 data.max_train_samples=200")
     parser.add_argument("--artifact-dir", default=None, metavar="DIR",
                         help="where reports and figures are stored as artifacts, recorded in the study for "
                              "every command (default: <file stem>-artifacts beside a SQLite or journal file; "
                              "for PostgreSQL give a directory every host can reach)")
-    parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
-                        help="run the spec on these tasks instead of its tasks: list, e.g. --tasks digits ucr:Crop "
-                             "(a study may gain tasks later, never lose them)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
-                        help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
-                             "(rerun with more seeds to extend the study)")
     add_execution_arguments(parser)
 
 def run(args: argparse.Namespace) -> int:
     """Run the study; print a summary; return 0 when every cell is COMPLETE, else 1."""
-    from harness.config import parse_assignments
-
     from ..engine import run_study
-    from ..spec import load_spec
 
     if args.workers < 0:
         raise _usage(f"--workers {args.workers}: expected 0 or more")
     if args.max_retries < 0:
         raise _usage(f"--max-retries {args.max_retries}: expected 0 or more")
-    spec = load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
+    spec = spec_from_args(args)
     return execute(args, run_study, spec, storage=args.storage, study_name=args.study_name, workers=args.workers,
                    artifact_dir=args.artifact_dir, workers_per_gpu=args.workers_per_gpu)
 

@@ -37,4 +37,24 @@ def run(args: argparse.Namespace) -> int:
     if args.cells and total - counts["complete"]:
         print()
         print(status.cell_table(("running", "failed", "waiting")))
+    _print_slurm(args)
     return 0
+
+
+def _print_slurm(args: argparse.Namespace) -> None:
+    """Print the Slurm state of the job arrays recorded in the study, if any."""
+    from ..engine._slurm import array_states, recorded_submissions
+    from ..storage import load_study, open_storage
+
+    submissions = recorded_submissions(load_study(open_storage(args.storage, must_exist=True), args.study_name))
+    if not submissions:
+        return
+    states, note = array_states([s["job_id"] for s in submissions])
+    print("\nSlurm job arrays of this study (finished tasks leave squeue after a few minutes; without "
+          "accounting they are not shown):")
+    for entry in submissions:
+        seen = states.get(entry["job_id"], {})
+        shown = ", ".join(f"{n} {state}" for state, n in sorted(seen.items())) or "none in squeue"
+        print(f"  job {entry['job_id']} ({entry['array']} tasks, submitted {entry['submitted']}): {shown}")
+    if note:
+        print(f"  ({note})")

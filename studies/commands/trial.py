@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override settings by dotted path, e.g. --set embedder.epochs=4 finetune.epochs=2 "
                         "(repeatable)")
+    p.add_argument("--preset", help="a published recipe under your settings, e.g. orca (ORCA's per-task values; "
+                                    "same as --set preset=NAME)")
     p.add_argument("--seed", type=int, help="random seed (same as --set seed=N)")
     p.add_argument("--data-dir", help="folder of user data files (same as --set data.data_dir=DIR)")
     p.add_argument("--allow-pickle", action="store_true", help="allow pickle-based data files (trusted files only)")
@@ -22,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_config(args: argparse.Namespace):  # -> harness.TrialConfig
-    """Return the TrialConfig from --config, --task and --set, in that order of precedence (last wins)."""
+    """Return the TrialConfig from --config, --preset, --task and --set, in that order of precedence (last wins).
+
+    A preset is a layer under every explicit setting (``harness.presets``), whichever comes first.
+    """
     from pathlib import Path
 
     import yaml
@@ -42,6 +47,8 @@ def load_config(args: argparse.Namespace):  # -> harness.TrialConfig
             raise ConfigError(f"--config {path}: expected a mapping of settings, got {type(base).__name__}")
     cfg = TrialConfig.from_dict(base)
     sets = {}
+    if getattr(args, "preset", None):
+        sets["preset"] = args.preset
     if args.task:
         sets["task"] = args.task
     if args.seed is not None:
@@ -56,7 +63,8 @@ def load_config(args: argparse.Namespace):  # -> harness.TrialConfig
 
 def _table(result) -> str:  # result: harness.TrialResult
     rows = [
-        ("task", result.config["task"]), ("modality", result.modality), ("metric", result.metric),
+        ("task", result.config["task"]), ("preset", result.config.get("preset") or "none"),
+        ("modality", result.modality), ("metric", result.metric),
         (f"test {result.metric}", f"{result.test_score:.4f}"),
         (f"val {result.metric}", f"{result.val_score:.4f} (epoch {result.best_epoch})"),
         ("OTDD before -> after", f"{result.otdd_before:.4g} -> {result.otdd_after:.4g}"),
