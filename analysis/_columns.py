@@ -11,12 +11,13 @@ import pandas as pd
 __all__ = ["COLUMNS", "NOT_ENOUGH_DATA", "AnalysisError", "make_row", "results_frame"]
 
 COLUMNS: tuple[str, ...] = (
-    "test",  # kind of test: correlation, anova, mixedlm, contrast, friedman, wilcoxon, power, claim
-    "claim",  # claim id ("1".."7") for claim rows, else empty
-    "hypothesis",  # the claim in words, for claim rows
-    "verdict",  # supported | contradicted | inconclusive | not evaluated (claim rows)
-    "task",  # task name, or "all" for a row pooled across tasks
-    "variant",  # trial | config (correlation); paired | unpaired (contrast); summary | task (claim)
+    "hypothesis",  # the spec id of the hypothesis (hypothesis rows), else empty
+    "test",  # kind of test: hypothesis, correlation, anova, mixedlm, contrast, friedman, wilcoxon, power
+    "kind",  # hypothesis kind: no_change | no_gain | not_worse | helps | predicts | no_prediction | all_of
+    "verdict",  # supported | contradicted | inconclusive | not evaluated (hypothesis rows)
+    "exploratory",  # why the verdict is exploratory (margin, alpha or hypotheses differ from the recorded ones)
+    "task",  # task name, or "all" for a hypothesis's combined row / a row pooled across tasks
+    "variant",  # config (correlation); paired | unpaired | matched (contrast); summary | task | level (hypothesis)
     "factor",  # factor path, e.g. embedder.epochs
     "level",  # the level compared (contrast), as text
     "reference",  # the level it is compared with, as text
@@ -33,9 +34,9 @@ COLUMNS: tuple[str, ...] = (
     "family",  # the declared family that p_adj corrects over
     "correction",  # holm | fdr_bh | none
     "p_adj",  # p_val corrected within family
-    "margin",  # equivalence / non-superiority margin on the score scale (claim rows)
-    "p_margin",  # p of the margin test: TOST (equivalence) or one-sided t against the margin
-    "p_margin_adj",  # p_margin corrected within family
+    "margin",  # the hypothesis's margin m on the difference scale (rho_weak for predicts / no_prediction)
+    "p_support",  # p of the test whose rejection supports the hypothesis (TOST, or a one-sided bound)
+    "p_contra",  # p of the test whose rejection contradicts it
     "estimate",  # mean difference (level - reference) or coefficient
     "ci_low",  # confidence interval of estimate (contrast) or of statistic (correlation)
     "ci_high",
@@ -53,7 +54,7 @@ COLUMNS: tuple[str, ...] = (
 NOT_ENOUGH_DATA = "not enough data"
 
 _TEXT = {
-    "test", "claim", "hypothesis", "verdict", "task", "variant", "factor", "level", "reference",
+    "test", "kind", "hypothesis", "verdict", "exploratory", "task", "variant", "factor", "level", "reference",
     "method", "x", "y", "p_kind", "family", "correction", "effect_type", "alternative", "note",
 }
 _INT = {"n", "n_needed"}

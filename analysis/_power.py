@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
 from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
@@ -16,7 +17,7 @@ from analysis._factors import resolve_levels
 from analysis._resampling import as_generator
 from harness import contract
 
-__all__ = ["seeds_needed"]
+__all__ = ["rule_power", "rule_seeds_needed", "seeds_needed"]
 
 
 _MAX_SEEDS = 10**7
@@ -110,3 +111,44 @@ def seeds_needed(
             rows.append(make_row(**base, **values, n_needed=needed if math.isfinite(needed) else None,
                                  underpowered=(n_have < needed) if math.isfinite(needed) else None, note=note))
     return results_frame(rows)
+
+
+_ONE_SIDED_KINDS = ("no_gain", "not_worse", "helps")
+_MAX_RULE_SEEDS = 100_000
+
+
+def rule_power(kind: str, n: np.ndarray, sd: float, margin: float, alpha: float) -> np.ndarray:
+    """Return the power of a hypothesis's own test with ``n`` seeds (array) at the planning effect.
+
+    The planning effect is D = 0 for no_change, no_gain and not_worse, D = 2 m for helps; each
+    one-sided bound is then m from the truth, so its power is the noncentral t tail with
+    noncentrality m sqrt(n) / sd. TOST (no_change) needs both bounds: power = 2 P(one) - 1
+    (exact for the symmetric case up to the joint tail, which is negligible where power matters).
+    """
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    nc = margin * np.sqrt(n) / sd
+    one = stats.nct.sf(stats.t.ppf(1 - alpha, df), df, nc)
+    if kind == "no_change":
+        return np.clip(2 * one - 1, 0, 1)
+    if kind in _ONE_SIDED_KINDS:
+        return one
+    raise AnalysisError(f"no power rule for kind {kind!r}; expected no_change or one of {list(_ONE_SIDED_KINDS)}")
+
+
+def rule_seeds_needed(kind: str, sd: float, margin: float, alpha: float, power: float = 0.8) -> float:
+    """Return the seeds a hypothesis's own test needs for ``power`` at the observed SD of differences.
+
+    See :func:`rule_power` for the planning effect; NaN when the SD is not positive and finite or
+    more than 100,000 seeds would be needed.
+    """
+    if not (math.isfinite(sd) and sd > 0 and margin > 0):
+        return math.nan
+    hi = 2
+    while hi <= _MAX_RULE_SEEDS:
+        grid = np.arange(max(2, hi // 2), hi * 2 + 1)
+        ok = np.nonzero(rule_power(kind, grid, sd, margin, alpha) >= power)[0]
+        if ok.size:
+            return float(grid[ok[0]])
+        hi *= 4
+    return math.nan

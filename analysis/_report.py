@@ -15,6 +15,7 @@ from optuna.storages import BaseStorage
 from analysis import sections as _registry
 from analysis._columns import COLUMNS, AnalysisError, results_frame
 from analysis._load import VALUE, StudyData, load_study
+from analysis._latex import latex_tables
 from analysis._render import Document, to_html, to_markdown
 from analysis.sections import ReportView, Section, TestInputs, check_sections
 from harness import contract
@@ -25,7 +26,7 @@ _log = logging.getLogger(__name__)
 
 
 def _section_rows(df: pd.DataFrame, sections: Sequence[Section], *, random_state: int, n_resamples: int,
-                  margin: float, y: str) -> dict[str, pd.DataFrame]:
+                  margin: float | None, y: str, alpha: float | None = None) -> dict[str, pd.DataFrame]:
     """Return section name -> its rows (columns ``COLUMNS``; empty for a section without tests)."""
     total = sum(s.random_states for s in sections)
     stream = np.random.SeedSequence(random_state).generate_state(total).tolist() if total else []
@@ -37,7 +38,7 @@ def _section_rows(df: pd.DataFrame, sections: Sequence[Section], *, random_state
         if section.tests is None:
             out[section.name] = results_frame([])
             continue
-        rows = section.tests(TestInputs(df, y, margin, n_resamples, seeds))
+        rows = section.tests(TestInputs(df, y, margin, n_resamples, seeds, alpha))
         if tuple(rows.columns) != COLUMNS:
             raise AnalysisError(f"section {section.name!r} returned columns {list(rows.columns)}; its tests must "
                                 "return exactly COLUMNS (build the rows with make_row and results_frame)")
@@ -51,17 +52,19 @@ def _concat(rows: dict[str, pd.DataFrame], sections: Sequence[Section]) -> pd.Da
 
 
 def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int = 9999,
-                  margin: float = 0.01, y: str = contract.TEST_SCORE,
-                  sections: Sequence[Section] | None = None) -> pd.DataFrame:
+                  margin: float | None = None, y: str = contract.TEST_SCORE,
+                  sections: Sequence[Section] | None = None, alpha: float | None = None) -> pd.DataFrame:
     """Return every test of the report as one table (columns ``COLUMNS``): the sections' rows in order.
 
     Input: the tidy trials frame of :func:`load_trials`. ``sections`` defaults to
     :data:`analysis.sections.SECTIONS`. Each resampling call gets its own seed from
     ``numpy.random.SeedSequence(random_state)``, handed out in section order, so the table is
-    reproducible for a given ``random_state``.
+    reproducible for a given ``random_state``. ``margin`` / ``alpha`` None: the spec's ``analysis:``
+    (or the metric's defaults); values that differ from the recorded ones mark verdicts exploratory.
     """
     chosen = check_sections(_registry.SECTIONS if sections is None else sections)
-    rows = _section_rows(df, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin, y=y)
+    rows = _section_rows(df, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin, y=y,
+                         alpha=alpha)
     return _concat(rows, chosen)
 
 
@@ -105,7 +108,8 @@ def write_report(
     *,
     random_state: int = 0,
     n_resamples: int = 9999,
-    margin: float = 0.01,
+    margin: float | None = None,
+    alpha: float | None = None,
     sections: Sequence[Section] | None = None,
 ) -> Path:
     """Return the path of ``report.md`` after writing the study's report into ``out_dir``.
@@ -114,20 +118,26 @@ def write_report(
     (every section's test rows, columns ``COLUMNS``) and the figure PNGs; ``sections`` defaults to
     :data:`analysis.sections.SECTIONS`. When the study has an ``artifact_dir`` user attr, the HTML,
     Markdown and CSV are uploaded as study artifacts and a dashboard note links them.
-    ``random_state`` seeds every resampling and is recorded.
+    ``random_state`` seeds every resampling and is recorded. ``margin`` and ``alpha`` override the
+    spec's ``analysis:`` (recorded in the report; verdicts under changed values read exploratory).
+    Also writes ``tables.tex``: the hypothesis summary and evidence as booktabs LaTeX tables.
     """
     chosen = check_sections(_registry.SECTIONS if sections is None else sections)
     data = load_study(storage, study_name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     y = _score_column(data)
-    rows = _section_rows(data.trials, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin, y=y)
+    rows = _section_rows(data.trials, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin,
+                         y=y, alpha=alpha)
     tests = _concat(rows, chosen)
     tests.to_csv(out / "tests.csv", index=False)
+    (out / "tables.tex").write_text(latex_tables(tests, data.spec or {}), encoding="utf-8")
     doc = Document(f"orca-ablate report: study `{study_name}`")
     doc.para(f"{len(data.trials)} completed trials over {data.trials[contract.PARAM_TASK].nunique()} task(s); "
-             f"score `{y}`; random_state = {random_state}, {n_resamples} resamples, margin {margin:g}.")
-    view = ReportView(data, rows, tests, out, y, margin, n_resamples, random_state)
+             f"score `{y}`; random_state = {random_state}, {n_resamples} resamples; margin "
+             f"{'from the spec' if margin is None else f'{margin:g} (command line)'}, alpha "
+             f"{'from the spec' if alpha is None else f'{alpha:g} (command line)'}.")
+    view = ReportView(data, rows, tests, out, y, margin, n_resamples, random_state, alpha)
     chapter = None
     for section in chosen:
         if section.chapter != chapter:
@@ -137,7 +147,7 @@ def write_report(
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(to_markdown(doc), encoding="utf-8")
     html_path.write_text(to_html(doc), encoding="utf-8")
-    status = _publish(data, out, [html_path, md_path, out / "tests.csv"])
+    status = _publish(data, out, [html_path, md_path, out / "tests.csv", out / "tables.tex"])
     if status:
         _log.info("report of %s: %s", study_name, status)
     return md_path

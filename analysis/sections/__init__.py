@@ -57,14 +57,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analysis._columns import AnalysisError
-from analysis.sections import claims, correlation, curves, design, factors, reproducibility
+from analysis.sections import correlation, curves, design, factors, hypotheses, reproducibility
 from analysis.sections._section import ReportView, Section, TestInputs, pick
 
 __all__ = ["SECTIONS", "ReportView", "Section", "TestInputs", "check_sections", "pick"]
 
 SECTIONS: list[Section] = [
-    claims.CLAIM_VERDICTS,
-    claims.CLAIM_EVIDENCE,
+    hypotheses.HYPOTHESES,
+    hypotheses.HYPOTHESIS_EVIDENCE,
     correlation.OTDD_CORRELATION,
     factors.FACTORS,
     curves.OTDD_CURVES,

@@ -22,7 +22,7 @@ class TestInputs:
         trials: the tidy trials frame of :func:`analysis.load_trials` (one row per kept trial;
             ``attrs["factors"]`` and ``attrs["spec"]`` set).
         y: the score column to analyse (``test_score`` unless the spec names another metric).
-        margin: the equivalence margin on the score's scale.
+        margin: the margin given for this report (None: the spec's ``analysis.margin`` or the metric's default).
         n_resamples: bootstrap and permutation resamples.
         random_states: ``(Section.random_states,)`` integer seeds, one per resampling call; they
             come from one ``numpy.random.SeedSequence(random_state)`` stream, in registry order.
@@ -32,9 +32,11 @@ class TestInputs:
 
     trials: pd.DataFrame
     y: str
-    margin: float
+    margin: float | None
     n_resamples: int
     random_states: tuple[int, ...]
+    alpha: float | None = None
+    """The alpha given for this report (None: the spec's ``analysis.alpha``, default 0.05)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ReportView:
         rows: section name -> that section's rows (columns ``COLUMNS``; empty for a section without tests).
         tests: every section's rows concatenated, as written to ``tests.csv``.
         out: the report directory; figures are written here (``out / "name.png"``).
-        y, margin, n_resamples, random_state: the report's settings.
+        y, margin, n_resamples, random_state, alpha: the report's settings (margin / alpha None: the spec's).
     """
 
     data: StudyData
@@ -54,9 +56,10 @@ class ReportView:
     tests: pd.DataFrame
     out: Path
     y: str
-    margin: float
+    margin: float | None
     n_resamples: int
     random_state: int
+    alpha: float | None = None
 
 
 Tests = Callable[[TestInputs], pd.DataFrame]

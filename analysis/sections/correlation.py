@@ -1,4 +1,4 @@
-"""Does OTDD after alignment predict the score? Spearman over trials and over configuration means."""
+"""Does OTDD after alignment predict the score? Spearman over configuration means (seeds are clusters)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,33 @@ from analysis._correlation import correlation_tests
 from analysis._figures import otdd_score_figure
 from analysis._load import factor_columns, otdd_scale_factors, otdd_strata, varying_factors
 from analysis._render import Document
+from analysis._rules import min_exact_p
 from analysis.sections._section import ReportView, Section, TestInputs, pick
 from harness import contract
 
 __all__ = ["OTDD_CORRELATION"]
 
-_AGGREGATES = ("trial", "config")
+_ALPHA = 0.05
+_AGGREGATES = ("config",)
+"""Configurations are the units; trial-level rows (seeds as if independent) are not reported."""
 
 
 def _tests(inputs: TestInputs) -> pd.DataFrame:
-    """Return Spearman rows of ``otdd_after`` ~ ``y``: per trial, then per configuration (seeds averaged)."""
+    """Return Spearman rows of ``otdd_after`` ~ ``y`` per configuration (seeds averaged), per task and pooled."""
     df = inputs.trials
     strata, scales = otdd_strata(df)  # OTDD of different proxies/bodies: correlated within each level
     configs = [c for c in factor_columns(df) if c not in scales]
     parts = [correlation_tests(strata, x=contract.OTDD_AFTER, y=inputs.y, aggregate=aggregate,
                                n_resamples=inputs.n_resamples, random_state=seed, config_columns=configs)
              for aggregate, seed in zip(_AGGREGATES, inputs.random_states, strict=True)]
-    return pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True)
+    for i, row in rows.iterrows():  # a test that can never reject is "not testable", not evidence
+        n = int(row["n"]) if pd.notna(row["n"]) else 0
+        if row["task"] != "all" and min_exact_p(n) >= _ALPHA:
+            needed = next(k for k in range(2, 12) if min_exact_p(k) < _ALPHA)
+            rows.loc[i, "note"] = "; ".join(filter(None, [row["note"], f"not testable with {n} configurations "
+                                                          f"(needs ≥ {needed}; smallest p {min_exact_p(n):.3g})"]))
+    return rows
 
 
 def _render(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:

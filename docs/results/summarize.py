@@ -27,14 +27,27 @@ def _num(text: str, digits: int = 3) -> str:
 
 
 def verdicts() -> list[str]:
-    """Return markdown lines: one row per (study, claim) that the study evaluates."""
-    out = ["| study | claim | verdict | per task |", "| --- | --- | --- | --- |"]
+    """Return markdown lines: one row per (study, hypothesis) that the study evaluates.
+
+    ``tests.csv``'s ``hypothesis`` column holds the spec id; per-task verdicts come from the
+    hypothesis's ``level`` rows. Older files (``test == "claim"``, id in ``claim``) are read too.
+    """
+    out = ["| study | hypothesis | verdict | per task |", "| --- | --- | --- | --- |"]
     for study in STUDIES:
-        for row in _rows(study):
-            if row["test"] == "claim" and row["variant"] == "summary" and row["verdict"] != "not evaluated":
+        rows = _rows(study)
+        for row in rows:
+            legacy = row.get("test") == "claim"
+            if row["test"] not in ("hypothesis", "claim") or row["variant"] != "summary" \
+                    or row["verdict"] == "not evaluated":
+                continue
+            hid = row["claim"] if legacy else row["hypothesis"]
+            if legacy:
                 tasks = "; ".join(part for part in row["note"].split("; ")
                                   if re.fullmatch(r".+?: (supported|contradicted|inconclusive|not evaluated)", part))
-                out.append(f"| {study} | {row['claim']} | **{row['verdict']}** | {tasks} |")
+            else:
+                tasks = "; ".join(f"{r['task']}: {r['verdict']}" for r in rows
+                                  if r["test"] == "hypothesis" and r["hypothesis"] == hid and r["variant"] == "level")
+            out.append(f"| {study} | {hid} | **{row['verdict']}** | {tasks} |")
     return out
 
 

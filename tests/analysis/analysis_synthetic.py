@@ -35,6 +35,8 @@ def build_study(
     artifact_dir: str | None = None,
     noise: float = 0.01,
     storage: str | None = None,
+    hypotheses: Sequence[Mapping[str, Any]] | None = None,
+    analysis: Mapping[str, Any] | None = None,
 ) -> str:
     """Return the storage URL of a new study: one COMPLETE trial per (task, seed, factor cell).
 
@@ -49,7 +51,12 @@ def build_study(
         target = JournalStorage(JournalFileBackend(storage[len("journal://"):]))
     study = optuna.create_study(study_name=name, storage=target, direction="maximize")
     study.set_user_attr("factors", list(factors) if record_factors else None)
-    study.set_user_attr("spec", {"name": name, "factors": {k: list(v) for k, v in factors.items()}})
+    spec: dict[str, Any] = {"name": name, "factors": {k: list(v) for k, v in factors.items()}}
+    if hypotheses:
+        spec["hypotheses"] = [dict(h) for h in hypotheses]
+    if analysis:
+        spec["analysis"] = dict(analysis)
+    study.set_user_attr("spec", spec)
     if artifact_dir:
         study.set_user_attr("artifact_dir", artifact_dir)
     dists: dict[str, BaseDistribution] = {"task": CategoricalDistribution(list(tasks)),

@@ -39,10 +39,12 @@ def test_all_tests_concatenate_into_one_table() -> None:
         analysis.correlation_tests(df, n_resamples=99, random_state=0),
         analysis.factor_tests(df, "embedder.proxy", n_resamples=99, random_state=0),
         analysis.seeds_needed(df, "embedder.proxy"),
-        analysis.claims(df, n_resamples=99, random_state=0),
+        analysis.hypothesis_tests(df, [analysis.Hypothesis("p", kind="no_change", factor="embedder.proxy",
+                                                           level=("fake",), reference="cifar")],
+                                  n_resamples=99, random_state=0),
     ]
     for table in tables:
         assert tuple(table.columns) == COLUMNS
     both = pd.concat(tables, ignore_index=True)
     assert tuple(both.columns) == COLUMNS
-    assert set(both["test"]) >= {"correlation", "anova", "contrast", "power", "claim"}
+    assert set(both["test"]) >= {"correlation", "anova", "contrast", "power", "hypothesis"}

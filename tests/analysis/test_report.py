@@ -21,11 +21,16 @@ def score(task: str, seed: int, cell: dict, rng: object) -> float:
     return 0.8 - (0.2 if cell["finetune.freeze"] == "body" else 0.0) + 0.01 * seed
 
 
+BODY_CRITICAL = {"id": "body-critical", "says": "a trained body beats a frozen one", "kind": "helps",
+                 "factor": "finetune.freeze", "groups": {"body trained": ["none"], "body frozen": ["body"]},
+                 "level": "body trained", "reference": "body frozen"}
+
+
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("failing")
     url = build_study(root, "s", factors=FACTORS, tasks=("ecg", "digits"), seeds=(0, 1, 2), score=score, n_fail=2,
-                      n_duplicates=1, artifact_dir=str(root / "artifacts"))
+                      n_duplicates=1, artifact_dir=str(root / "artifacts"), hypotheses=[BODY_CRITICAL])
     return url, root
 
 
@@ -38,19 +43,22 @@ def report(failing: tuple[str, Path]) -> Path:
 def test_report_files(report: Path) -> None:
     out = report.parent
     assert report.name == "report.md"
-    for name in ("report.html", "tests.csv", "otdd_vs_score.png", "otdd_curves.png", "status.png",
+    for name in ("report.html", "tests.csv", "tables.tex", "otdd_vs_score.png", "otdd_curves.png", "status.png",
                  "factor_embedder_proxy.png", "factor_finetune_freeze.png"):
         assert (out / name).stat().st_size > 0, name
     tests = pd.read_csv(out / "tests.csv", keep_default_na=False, dtype=str)
     assert tuple(tests.columns) == COLUMNS
-    assert {"claim", "correlation", "anova", "mixedlm", "contrast", "power"} <= set(tests["test"])
+    assert {"hypothesis", "correlation", "anova", "mixedlm", "contrast", "power"} <= set(tests["test"])
+    assert set(tests.loc[tests["test"] == "hypothesis", "hypothesis"]) == {"body-critical"}
+    assert "trial" not in set(tests.loc[tests["test"] == "correlation", "variant"])  # no pseudo-replicated rows
+    assert "\\toprule" in (out / "tables.tex").read_text(encoding="utf-8")
 
 
 def test_report_opens_with_verdicts_then_evidence_then_design(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
-    heads = [text.index(h) for h in ("paper's claims", "## Evidence", "## Design", "## Reproducibility")]
+    heads = [text.index(h) for h in ("# What the study says", "## Evidence", "## Design", "## Reproducibility")]
     assert heads == sorted(heads)
-    assert re.search(r"\*\*Claim 5 — supported\.\*\*", text)
+    assert re.search(r"\| body-critical \| a trained body beats a frozen one \| supported \|", text)
     assert "random_state = 7" in text and "random_state: 7" in text
     assert "Failed trials (2" in text and "DUPLICATE" in text
 
@@ -59,7 +67,7 @@ def test_html_is_self_contained(report: Path) -> None:
     html = (report.parent / "report.html").read_text(encoding="utf-8")
     images = re.findall(r"<img [^>]*src='([^']+)'", html)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
-    assert "<table>" in html and "Claim 1" in html
+    assert "<table>" in html and "body-critical" in html
 
 
 def test_report_is_uploaded_and_noted(failing: tuple[str, Path], report: Path) -> None:
@@ -161,3 +169,16 @@ def test_otdd_figure_legend_follows_the_level_order(tmp_path: Path) -> None:
         _figures._save = real_save
     labels = [t.get_text() for t in drawn[0].axes[0].get_legend().get_texts()]
     assert labels == [f"embedder.epochs={e}" for e in (0, 4, 16, 48)]  # not text order 0, 16, 4, 48
+
+
+def test_cli_margin_and_alpha_are_recorded_and_mark_verdicts_exploratory(failing: tuple[str, Path],
+                                                                          tmp_path: Path) -> None:
+    url, _ = failing
+    out = tmp_path / "exploratory"
+    assert main(["report", "--storage", url, "--study", "s", "--out", str(out), "--n-resamples", "49",
+                 "--margin", "0.05", "--alpha", "0.1"]) == 0
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "margin 0.05 (command line), alpha 0.1 (command line)" in text and "exploratory: margin 0.05" in text
+    tests = pd.read_csv(out / "tests.csv", keep_default_na=False, dtype=str)
+    rows = tests[tests["test"] == "hypothesis"]
+    assert (rows["exploratory"].str.startswith("exploratory")).all() and set(rows["margin"]) <= {"0.05", ""}

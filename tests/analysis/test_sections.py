@@ -63,7 +63,7 @@ def test_run_all_tests_is_the_sections_rows_in_registry_order() -> None:
     assert tuple(only.columns) == COLUMNS and set(only["test"]) == {"dummy"}
     assert "dummy" not in set(everything["test"])
     kinds = list(dict.fromkeys(everything["test"]))
-    assert kinds[:2] == ["claim", "correlation"]  # claims first, then correlations, then factors and power
+    assert kinds[:2] == ["contrast", "correlation"]  # hypotheses (default contrasts) first, then correlations
     assert kinds[-1] == "power"
 
 

@@ -211,3 +211,70 @@ def test_override_of_a_factor_is_refused() -> None:
 
 def test_parser_lives_in_a_private_module() -> None:
     assert SpecParser.__module__ == "studies.spec._parser"
+
+
+HYPOTHESES: list[dict[str, Any]] = [
+    {"id": "proxy-irrelevant", "says": "the proxy does not matter", "kind": "no_change",
+     "factor": "embedder.proxy", "level": "fake", "reference": "vocab", "tasks": "all", "across": "all"},
+    {"id": "body-critical", "kind": "helps", "factor": "finetune.freeze",
+     "groups": {"body trained": ["none"], "body frozen": ["body"]}, "level": "body trained",
+     "reference": "body frozen", "across": 1},
+    {"id": "both", "all_of": ["proxy-irrelevant", "body-critical"]},
+    {"id": "otdd", "kind": "no_prediction", "x": "otdd_after", "better": "lower", "tasks": ["digits"]},
+]
+WITH_HYPOTHESES: dict[str, Any] = {**GOOD, "factors": {"embedder.proxy": ["vocab", "fake"],
+                                                       "finetune.freeze": ["none", "body"]},
+                                   "analysis": {"margin": 0.02, "alpha": 0.1}, "hypotheses": HYPOTHESES}
+
+
+def test_hypotheses_and_analysis_round_trip() -> None:
+    spec = StudySpec.from_dict(WITH_HYPOTHESES)
+    assert [h.id for h in spec.hypotheses] == ["proxy-irrelevant", "body-critical", "both", "otdd"]
+    assert spec.analysis.margin == 0.02 and spec.analysis.alpha == 0.1 and spec.analysis.rho_weak == 0.3
+    assert spec.hypotheses[1].across == 1 and spec.hypotheses[2].all_of == ("proxy-irrelevant", "body-critical")
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+    assert "hypotheses" not in StudySpec.from_dict(GOOD).to_dict()  # an old spec's canonical dict is unchanged
+
+
+def test_stored_hypotheses_read_back_in_analysis() -> None:
+    import analysis
+
+    stored = StudySpec.from_dict(WITH_HYPOTHESES).to_dict()
+    read = analysis.read_hypotheses(stored)
+    assert read[0].level == ("fake",) and read[1].members("body frozen") == ("body",)
+    assert analysis.read_settings(stored).margin == 0.02
+
+
+def _hyp(index: int, **changes: Any) -> dict[str, Any]:
+    items = copy.deepcopy(HYPOTHESES)
+    items[index].update(changes)
+    return {**WITH_HYPOTHESES, "hypotheses": items}
+
+
+BAD_HYPOTHESES: list[tuple[str, Any, str]] = [
+    ("unknown kind", _hyp(0, kind="equivalent"), "hypotheses.proxy-irrelevant.kind: expected one of"),
+    ("unknown factor", _hyp(0, factor="embedder.epochs"), "hypotheses.proxy-irrelevant.factor: expected one of "
+     "the spec's factors"),
+    ("unknown level", _hyp(0, level="cifar"), "hypotheses.proxy-irrelevant.level: 'cifar' is neither a level"),
+    ("level is reference", _hyp(0, level="vocab"), "is also the reference"),
+    ("unknown key", _hyp(0, margin=0.1), "hypotheses.proxy-irrelevant.margin: unknown key"),
+    ("bad across", _hyp(0, across=0), "hypotheses.proxy-irrelevant.across: expected all or a positive integer"),
+    ("bad tasks", _hyp(0, tasks="3d"), "hypotheses.proxy-irrelevant.tasks: expected one of ['all', '1d', '2d']"),
+    ("unknown task", _hyp(0, tasks=["ecg"]), "['ecg'] are not tasks of this spec"),
+    ("group of unknown levels", _hyp(1, groups={"body trained": ["all"], "body frozen": ["body"]}),
+     "hypotheses.body-critical.groups.body trained: ['all'] are not levels"),
+    ("all_of unknown", _hyp(2, all_of=["nope"]), "hypotheses.both.all_of: ['nope'] are not other hypotheses"),
+    ("bad better", _hyp(3, better="smaller"), "hypotheses.otdd.better: expected lower or higher"),
+    ("bad alpha", {**WITH_HYPOTHESES, "analysis": {"alpha": 0.7}}, "analysis.alpha: expected a number in (0, 0.5)"),
+    ("unknown analysis key", {**WITH_HYPOTHESES, "analysis": {"margn": 0.1}},
+     "analysis.margn: unknown key; did you mean margin?"),
+    ("duplicate id", {**WITH_HYPOTHESES, "hypotheses": [HYPOTHESES[0], HYPOTHESES[0]]},
+     "hypotheses.proxy-irrelevant: duplicate id"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD_HYPOTHESES, ids=[c[0] for c in BAD_HYPOTHESES])
+def test_malformed_hypotheses(case: str, data: Any, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        StudySpec.from_dict(data, source="spec.yaml")
+    assert message in str(info.value)
