@@ -5,6 +5,14 @@ ORCA. The OTDD with exact inner and exact outer problems between the
 mean-pooled embedded sample and the proxy is recorded before the first step
 and after every step, whatever the objective, because the analysis correlates
 it with accuracy.
+
+``otdd-exact`` / ``otdd-gaussian`` minimise one joint labelled OTDD;
+``orca-otdd-exact`` / ``orca-otdd-gaussian`` minimise ORCA's own loss
+(:func:`harness.otdd.orca_distance`): for each target class, ORCA's per-class
+sample (``embedder.max_per_class``, whole batches of ``finetune.batch_size`` until
+past it, drawn afresh each epoch) as one unlabelled set, its OTDD to the labelled
+proxy (outer debiased Sinkhorn, ε = 0.1) weighted by the class frequency. Every
+ORCA config uses the exact inner method (``orca-otdd-exact``).
 """
 
 from __future__ import annotations
@@ -16,23 +24,59 @@ import torch
 
 from .embedders import Embedder
 from .errors import ConfigError, TrialFailure
-from .otdd import OTDDSource
+from .otdd import OrcaSource, OTDDSource
 from .proxies import Proxy
 
-__all__ = ["OBJECTIVES", "AlignResult", "align", "check_objective"]
+__all__ = ["OBJECTIVES", "AlignResult", "ObjectiveContext", "align", "check_objective", "orca_class_take"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """feats (n, D), labels (n,) -> 0-dim loss."""
 
 
-def _otdd(inner: str, outer: str, debiased: bool) -> Callable[[Proxy], Loss]:
-    def make(proxy: Proxy) -> Loss:
-        return OTDDSource(proxy.x.double(), proxy.y, inner=inner, outer=outer, debiased=debiased).distance
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What an objective is built from: the proxy and, for ORCA's class-wise loss, its per-class sample."""
+
+    proxy: Proxy
+    max_per_class: int | None = None
+    """Rows of each target class per step (after :func:`orca_class_take`); None: all."""
+    seed: int = 0
+    """Seeds the per-step draw of each class's rows."""
+
+
+def orca_class_take(max_per_class: int | None, batch_size: int) -> int | None:
+    """Return how many rows of a class ORCA's rule holds: whole batches until past ``max_per_class`` (or None).
+
+    ORCA (``src/embedder.py``) appends class-c batches of ``batch_size`` and stops once it
+    holds *more than* ``maxsamples``: 128 with batches of 16 holds 144 rows.
+    """
+    if max_per_class is None:
+        return None
+    return (max_per_class // batch_size + 1) * batch_size
+
+
+def _otdd(inner: str, outer: str, debiased: bool) -> Callable[[ObjectiveContext], Loss]:
+    def make(ctx: ObjectiveContext) -> Loss:
+        return OTDDSource(ctx.proxy.x.double(), ctx.proxy.y, inner=inner, outer=outer, debiased=debiased).distance
     return make
 
 
-def _mmd(proxy: Proxy) -> Loss:
-    xs = proxy.x.double()
+def _orca(inner: str) -> Callable[[ObjectiveContext], Loss]:
+    def make(ctx: ObjectiveContext) -> Loss:
+        source = OrcaSource(ctx.proxy.x.double(), ctx.proxy.y, inner=inner, outer="sinkhorn",
+                            max_per_class=ctx.max_per_class)
+        gen = torch.Generator().manual_seed(ctx.seed)
+
+        def loss(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            # each class keeps its first rows in a fresh order: ORCA's shuffled class loaders
+            order = torch.randperm(len(labels), generator=gen)
+            return source.distance(feats[order.to(feats.device)], labels[order.to(labels.device)])
+        return loss
+    return make
+
+
+def _mmd(ctx: ObjectiveContext) -> Loss:
+    xs = ctx.proxy.x.double()
 
     def loss(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         xt = feats.double()
@@ -45,8 +89,8 @@ def _mmd(proxy: Proxy) -> Loss:
     return loss
 
 
-def _l2(proxy: Proxy) -> Loss:
-    mu, sd = proxy.x.double().mean(0), proxy.x.double().std(0)
+def _l2(ctx: ObjectiveContext) -> Loss:
+    mu, sd = ctx.proxy.x.double().mean(0), ctx.proxy.x.double().std(0)
 
     def loss(feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         xt = feats.double()
@@ -54,14 +98,17 @@ def _l2(proxy: Proxy) -> Loss:
     return loss
 
 
-OBJECTIVES: dict[str, Callable[[Proxy], Loss] | None] = {
+OBJECTIVES: dict[str, Callable[[ObjectiveContext], Loss] | None] = {
     "otdd-exact": _otdd("exact", "emd", False),
     "otdd-gaussian": _otdd("gaussian", "sinkhorn", True),
+    "orca-otdd-exact": _orca("exact"),
+    "orca-otdd-gaussian": _orca("gaussian"),
     "mmd": _mmd,
     "l2": _l2,
     "none": None,
 }
-"""Alignment objectives. ``otdd-gaussian`` is ORCA's setting (Gaussian inner, debiased Sinkhorn)."""
+"""Alignment objectives. ``otdd-gaussian`` is one joint OTDD with a Gaussian inner and a debiased Sinkhorn
+outer (not ORCA's: every ORCA config uses ``otdd-exact`` inside its class-wise loss, ``orca-otdd-exact``)."""
 
 
 _MEASURED = "otdd-exact"
@@ -84,8 +131,12 @@ class AlignResult:
 
 def align(embedder: Embedder, x: torch.Tensor, y: torch.Tensor, proxy: Proxy, *,
           objective: str, epochs: int, lr: float,
-          progress: Callable[[int, float], None] | None = None) -> AlignResult:
+          progress: Callable[[int, float], None] | None = None,
+          max_per_class: int | None = None, seed: int = 0) -> AlignResult:
     """Return the OTDD curve of training ``embedder`` on ``x`` (n, C, *S), ``y`` (n,) towards ``proxy``.
+
+    ``max_per_class`` and ``seed`` reach the class-wise (``orca-*``) objectives only:
+    rows of each class per step (see :func:`orca_class_take`) and the seed of their draw.
 
     Runs on the embedder's device (``x`` is moved there), in float32 with the
     OTDD in float64 — never under autocast; the proxy's OTDD terms follow the
@@ -108,7 +159,7 @@ def align(embedder: Embedder, x: torch.Tensor, y: torch.Tensor, proxy: Proxy, *,
     else:
         # otdd-exact's loss *is* the recorded OTDD: reuse its value instead of solving twice.
         same = objective == _MEASURED
-        loss_fn = measure_src.distance if same else make(proxy)
+        loss_fn = measure_src.distance if same else make(ObjectiveContext(proxy, max_per_class, seed))
         curve = [] if same else [measure()]
         opt = torch.optim.Adam(embedder.parameters(), lr=lr)
         for epoch in range(1, epochs + 1):

@@ -24,6 +24,7 @@ from typing import Any, Union
 import yaml
 
 from .errors import ConfigError
+from .presets import preset_values
 
 __all__ = [
     "BodyConfig",
@@ -72,7 +73,8 @@ class EmbedderConfig:
     epochs: int = 20
     """Alignment steps; each is one full-batch step over the alignment sample (as ORCA)."""
     objective: str = "otdd-exact"
-    """Alignment loss: otdd-exact, otdd-gaussian, mmd, l2 or none."""
+    """Alignment loss: otdd-exact, otdd-gaussian, orca-otdd-exact (ORCA's class-wise loss), orca-otdd-gaussian,
+    mmd, l2 or none."""
     proxy: str = "vocab"
     """Proxy dataset of the body's modality: vocab, fake, ..."""
     init: str = "pretrained"
@@ -91,6 +93,9 @@ class EmbedderConfig:
     """Size of the proxy dataset."""
     proxy_classes: int = 10
     """Number of classes (k-means clusters, or random labels) of the proxy."""
+    max_per_class: int | None = None
+    """ORCA's ``maxsamples`` for the orca-* objectives: each step holds, per target class, whole batches of
+    ``finetune.batch_size`` rows until past this many (ORCA: 128; 64 for DeepSEA); None holds every row."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +109,13 @@ class FinetuneConfig:
     body_lr: float = 1e-4
     """Learning rate of the body."""
     batch_size: int = 32
+    accumulate: int = 1
+    """Gradient accumulation: one optimiser step per this many batches (ORCA's ``accum``)."""
     optimizer: str = "adamw"
     scheduler: str = "none"
+    """none, cosine, linear (decay to 0), warmup-linear (linear warm-up over ``warmup_epochs``, then linear decay)."""
+    warmup_epochs: int = 0
+    """Epochs of linear warm-up of the ``warmup-linear`` schedule."""
     weight_decay: float = 0.0
     freeze: str = "none"
     """'+'-joined parts from embedder, body, head, or a body mode: layernorm-only, non-attention."""
@@ -118,6 +128,8 @@ class TrialConfig:
     task: str = "digits"
     seed: int = 0
     device: str = "auto"
+    preset: str | None = None
+    """A published recipe under the explicit settings (``orca``; see :mod:`harness.presets`); None: none."""
     data: DataConfig = field(default_factory=DataConfig)
     body: BodyConfig = field(default_factory=BodyConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -132,11 +144,22 @@ class TrialConfig:
         return cfg
 
     def override(self, assignments: Mapping[str, Any]) -> TrialConfig:
-        """Return a copy with dotted-path assignments applied (``{"embedder.epochs": 4}``)."""
-        cfg: Any = self
-        for path, value in assignments.items():
-            cfg = _set_path(cfg, path, value)
-        return typing.cast(TrialConfig, cfg)
+        """Return a copy with dotted-path assignments applied (``{"embedder.epochs": 4}``).
+
+        When the assignments change ``preset`` or ``task``, the preset's values are
+        re-resolved first (:mod:`harness.presets`): every key still holding the old
+        layer's value (the default, without a preset) takes the new layer's value;
+        then the assignments apply on top, so explicit settings always win.
+        """
+        cfg = _assign(self, assignments)
+        old, new = preset_values(self.preset, self.task), preset_values(cfg.preset, cfg.task)
+        if old == new:
+            return cfg
+        base: Any = dataclasses.replace(self, preset=cfg.preset, task=cfg.task)
+        for path in [*old, *(k for k in new if k not in old)]:
+            if self.get(path) == old.get(path, _DEFAULTS.get(path)):
+                base = _set_path(base, path, new.get(path, _DEFAULTS.get(path)))
+        return _assign(base, assignments)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a nested plain dict (JSON-serialisable)."""
@@ -159,6 +182,12 @@ class TrialConfig:
         for part in _check_path(path):
             obj = getattr(obj, part)
         return obj
+
+
+def _assign(cfg: Any, assignments: Mapping[str, Any]) -> TrialConfig:
+    for path, value in assignments.items():
+        cfg = _set_path(cfg, path, value)
+    return typing.cast(TrialConfig, cfg)
 
 
 def config_paths(cls: type = TrialConfig, prefix: str = "") -> list[str]:
@@ -215,6 +244,7 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "", *,
 
 _SECTIONS = {f.name for f in dataclasses.fields(TrialConfig) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]
 _ALL_PATHS = config_paths()
+_DEFAULTS = flatten(dataclasses.asdict(TrialConfig()))
 
 
 def _check_path(path: str) -> list[str]:

@@ -60,10 +60,13 @@ class Embedder(nn.Module):
     patch, inputs zero-padded to a multiple of the patch), then LayerNorm. With
     ``entry="body"`` the LayerNorm's affine maps tokens to the word-embedding
     distribution and the body adds positions; with ``entry="bypass"`` (ORCA) the
-    embedder adds its own position embeddings and feeds the encoder directly.
+    embedder adds its own position embeddings (unless ``positions=False``: Swin)
+    and feeds the encoder directly. With ``resize`` (Swin: the body's image size,
+    as ORCA), inputs are first resized bilinearly to that spatial size.
     """
 
-    def __init__(self, input_shape: tuple[int, ...], dim: int, tok: Tokenisation, entry: str) -> None:
+    def __init__(self, input_shape: tuple[int, ...], dim: int, tok: Tokenisation, entry: str, *,
+                 resize: tuple[int, ...] | None = None, positions: bool = True) -> None:
         super().__init__()
         if entry not in ENTRIES:
             raise ConfigError(f"unknown embedder.entry {entry!r}; expected one of {list(ENTRIES)}")
@@ -71,9 +74,10 @@ class Embedder(nn.Module):
         conv = {1: nn.Conv1d, 2: nn.Conv2d}[len(input_shape) - 1]
         self.tok = tok
         self.entry = entry
+        self.resize = tuple(resize) if resize is not None else None
         self.proj = conv(channels, dim, kernel_size=tok.patch, stride=tok.patch)
         self.norm = nn.LayerNorm(dim)
-        self.pos = nn.Parameter(torch.zeros(1, tok.tokens, dim)) if entry == "bypass" else None
+        self.pos = nn.Parameter(torch.zeros(1, tok.tokens, dim)) if entry == "bypass" and positions else None
         if self.pos is not None:
             nn.init.normal_(self.pos, std=0.02)
 
@@ -92,12 +96,17 @@ class Embedder(nn.Module):
                     self.norm.bias.zero_()
             elif pretrained:
                 emb = body.model.embeddings
-                if hasattr(emb, "LayerNorm"):
-                    self.norm.load_state_dict(emb.LayerNorm.state_dict())
-                    copied.append("embeddings.LayerNorm -> norm")
+                for name in ("LayerNorm", "norm"):  # BERT-like / Swin
+                    norm = getattr(emb, name, None)
+                    if isinstance(norm, nn.LayerNorm) and norm.normalized_shape == self.norm.normalized_shape:
+                        self.norm.load_state_dict(norm.state_dict())
+                        copied.append(f"embeddings.{name} -> norm")
+                        break
                 pe = getattr(emb, "position_embeddings", None)
-                # BERT-like: an Embedding (positions, D); ViT-like: a Parameter (1, 1 + patches, D), CLS first
-                table = pe.weight if isinstance(pe, torch.nn.Embedding) else pe[0, 1:] if pe is not None else None
+                # BERT-like: an Embedding (positions, D), RoBERTa's from row pad_token_id + 1;
+                # ViT-like: a Parameter (1, 1 + patches, D), CLS first
+                table = (pe.weight[body.position_offset:] if isinstance(pe, torch.nn.Embedding)
+                         else pe[0, 1:] if pe is not None else None)
                 if table is not None and self.pos is not None and table.shape[0] >= self.pos.shape[1]:
                     self.pos.copy_(table[: self.pos.shape[1]].unsqueeze(0))
                     copied.append("embeddings.position_embeddings -> pos")
@@ -105,6 +114,8 @@ class Embedder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return token embeddings: (B, C, *S) -> (B, T, D)."""
+        if self.resize is not None and tuple(x.shape[2:]) != self.resize:
+            x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False)
         pads: list[int] = []
         for size in reversed(x.shape[2:]):
             pads += [0, (-size) % self.tok.patch]
@@ -199,7 +210,7 @@ class OrcaModel(nn.Module):
         if head is None:
             if num_outputs is None:
                 raise ValueError("OrcaModel needs num_outputs or a head")
-            head = PooledLinear(body.dim, num_outputs)
+            head = PooledLinear(body.dim, num_outputs)  # the body's output width (Swin: not its token width)
         self.embedder = embedder
         self.body = body.model
         self._body = body
@@ -209,4 +220,4 @@ class OrcaModel(nn.Module):
         """Return the head's outputs for the body's last hidden states of the embedded ``x``."""
         tokens = self.embedder(x)
         hidden = self._body.embed(tokens) if self.embedder.entry == "body" else tokens
-        return self.head(self._body.encode(hidden))
+        return self.head(self._body.encode(hidden, self.embedder.tok.grid))

@@ -86,11 +86,22 @@ OPTIMIZERS: dict[str, Callable[[list[dict], FinetuneConfig], torch.optim.Optimiz
     "sgd": lambda g, c: torch.optim.SGD(g, momentum=0.9, weight_decay=c.weight_decay),
 }
 
-SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler | None]] = {
-    "none": lambda opt, steps: None,
-    "cosine": lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)),
-    "linear": lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, steps))),
+def _warmup_linear(steps: int, warmup: int) -> Callable[[int], float]:
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return max(0.0, (steps - s) / max(1, steps - warmup))
+    return factor
+
+
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, int, int], torch.optim.lr_scheduler.LRScheduler | None]] = {
+    "none": lambda opt, steps, warmup: None,
+    "cosine": lambda opt, steps, warmup: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps)),
+    "linear": lambda opt, steps, warmup: torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: max(0.0, 1 - s / max(1, steps))),
+    "warmup-linear": lambda opt, steps, warmup: torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(steps, warmup)),
 }
+"""Scheduler name -> (optimizer, optimiser steps in all, warm-up steps) -> per-step scheduler (or None)."""
 
 
 def check_finetune(cfg: FinetuneConfig) -> None:
@@ -103,6 +114,10 @@ def check_finetune(cfg: FinetuneConfig) -> None:
         raise ConfigError(f"finetune.epochs={cfg.epochs}: give at least 1 epoch")
     if cfg.batch_size < 1:
         raise ConfigError(f"finetune.batch_size={cfg.batch_size}: give a positive batch size")
+    if cfg.accumulate < 1:
+        raise ConfigError(f"finetune.accumulate={cfg.accumulate}: give 1 (no accumulation) or more batches per step")
+    if cfg.warmup_epochs < 0:
+        raise ConfigError(f"finetune.warmup_epochs={cfg.warmup_epochs}: give 0 or more")
 
 
 AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 200, 6, 40
@@ -183,15 +198,18 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     x (N, C, *S), y (N, ...) on the CPU (pinned when ``device`` is CUDA);
     batches move to ``device`` as they are drawn. The best epoch has the best
     validation metric in the metric's direction (on ``decode``-d outputs and
-    targets); among equal scores, the lowest validation loss. Forward passes and
+    targets); among equal scores, the lowest validation loss. With ``cfg.accumulate``
+    = k, gradients of k batches (each loss / k) make one optimiser and scheduler step
+    (the epoch's last group may be shorter). Forward passes and
     losses run under :func:`autocast_context`. The loss is checked for NaN/inf
     after every step on the CPU and once per epoch on CUDA (no per-step sync).
     """
     groups = _param_groups(model, cfg)
     opt = OPTIMIZERS[cfg.optimizer](groups, cfg)
     steps_per_epoch = -(-len(x) // cfg.batch_size)
+    updates_per_epoch = -(-steps_per_epoch // cfg.accumulate)  # optimiser steps; the last group may be short
     epochs = resolve_epochs(cfg, len(x))
-    sched = SCHEDULERS[cfg.scheduler](opt, steps_per_epoch * epochs)
+    sched = SCHEDULERS[cfg.scheduler](opt, updates_per_epoch * epochs, updates_per_epoch * cfg.warmup_epochs)
     sync_each_step = device.type != "cuda"
     curve: list[float] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -201,7 +219,7 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(x), generator=generator)
         losses: list[torch.Tensor] = []
-        for i in range(0, len(x), cfg.batch_size):
+        for b, i in enumerate(range(0, len(x), cfg.batch_size)):
             idx = perm[i:i + cfg.batch_size]
             xb, yb = to_device(x[idx], device), to_device(y[idx], device)
             with autocast_context(device):
@@ -210,11 +228,13 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
                 _check_loss(loss.detach().reshape(1), epoch)
             else:
                 losses.append(loss.detach())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+            if b % cfg.accumulate == 0:
+                opt.zero_grad(set_to_none=True)
+            (loss / cfg.accumulate if cfg.accumulate > 1 else loss).backward()
+            if (b + 1) % cfg.accumulate == 0 or b + 1 == steps_per_epoch:
+                opt.step()
+                if sched is not None:
+                    sched.step()
             if on_step is not None:
                 on_step()
         if losses:

@@ -35,6 +35,12 @@ Outer methods (``outer``), registry :data:`OUTER_METHODS`, and what they return:
   S = OT_ε(D, D') − ½OT_ε(D, D) − ½OT_ε(D', D'), with
   OT_ε = min_π ⟨π, C⟩ + ε·KL(π | a⊗b), the quantity ORCA's code minimises.
 
+ORCA's alignment loss is not one joint distance: :func:`orca_distance` (and its
+cached form :class:`OrcaSource`) sums, over the target classes c, the class
+frequency times the OTDD between the labelled source and the samples of c as
+one unlabelled set (inner exact in every ORCA config, outer debiased Sinkhorn
+ε = 0.1 by default, exact OT as the option).
+
 Every value is a 0-dim float64 tensor on the features' device, differentiable
 w.r.t. both feature sets (gradients arrive in the inputs' own dtype): exact
 solves by the envelope theorem (the optimal plans held fixed, inner and
@@ -57,6 +63,7 @@ from typing import Any, Literal, Optional, Union, overload
 import numpy as np
 import torch
 
+from ._otdd.classwise import classwise
 from ._otdd.data import (
     ArrayLike,
     LabelledSet,
@@ -70,7 +77,8 @@ from ._otdd.distance import Settings, WarmStarts, otdd, self_term
 from ._otdd.inner import INNER_METHODS, GaussianStats, get_inner
 from ._otdd.outer import OUTER_METHODS, make_outer
 
-__all__ = ["INNER_METHODS", "OUTER_METHODS", "OTDDSource", "dataset_distance", "label_distances"]
+__all__ = ["INNER_METHODS", "ORCA_OUTERS", "OUTER_METHODS", "OTDDSource", "OrcaSource", "dataset_distance",
+           "label_distances", "orca_distance"]
 
 RandomState = Union[int, np.random.Generator, None]
 Diagnostics = dict[str, Any]
@@ -282,4 +290,77 @@ class OTDDSource:
         q = _prepare(xt, yt, name="t", device=device, min_class_size=self._settings.inner.min_class_size,
                      max_samples=self._max_samples, rng=self._rng, width=source.d)
         value, diagnostics = otdd(source, stats, self_value, q, self._settings, self._warm)
+        return (value, diagnostics) if log else value
+
+
+ORCA_OUTERS: dict[str, bool] = {"sinkhorn": True, "emd": False}
+"""Outer methods of :func:`orca_distance` -> debiased: ORCA's debiased Sinkhorn (ε = ``reg``), or exact OT."""
+
+
+def _orca_outer(outer: str, reg: float, tol: float, max_iter: int) -> Any:
+    if outer not in ORCA_OUTERS:
+        raise ValueError(f"unknown outer method {outer!r} for orca_distance; expected one of {sorted(ORCA_OUTERS)}")
+    return make_outer(outer, reg=reg, debiased=ORCA_OUTERS[outer], tol=tol, max_iter=max_iter)
+
+
+def orca_distance(
+    xs: ArrayLike, ys: ArrayLike, xt: ArrayLike, yt: ArrayLike, *, inner: str = "exact", outer: str = "sinkhorn",
+    max_per_class: Optional[int] = None, reg: float = 0.1, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+) -> torch.Tensor:
+    """Return ORCA's alignment loss Σ_c w_c · OTDD((xs, ys), target class c as one unlabelled set), 0-dim float64.
+
+    xs : (n_s, d), ys : (n_s,) int; xt : (n_t, d), yt : (n_t,) int. w_c = (yt == c).mean();
+    with ``max_per_class`` only the first that many rows of each target class (in the
+    given order) enter its set; a class left with fewer than 2 rows is skipped (ORCA).
+    Each OTDD is in :func:`dataset_distance`'s cost convention, inner ``inner``; outer
+    ``"sinkhorn"``: the debiased Sinkhorn divergence at ε = ``reg`` (ORCA's, default),
+    ``"emd"``: exact OT. Differentiable w.r.t. xs and xt.
+    """
+    method = get_inner(inner)
+    settings = Settings(method, _orca_outer(outer, reg, tol, max_iter), True)
+    check_max_samples(max_per_class)
+    device = resolve_device(xt, xs)
+    rng = np.random.default_rng(0)
+    p = _prepare(xs, ys, name="s", device=device, min_class_size=method.min_class_size, max_samples=None, rng=rng)
+    q = _prepare(xt, yt, name="t", device=device, min_class_size=1, max_samples=None, rng=rng, width=p.d)
+    p_stats = method.summarize(p)
+    p_self = self_term(p, p_stats, settings)[0] if settings.outer.debiased else None
+    return classwise(p, p_stats, p_self, q, settings, max_per_class)[0]
+
+
+class OrcaSource(OTDDSource):
+    """A fixed labelled source for :func:`orca_distance`, its source-only terms computed once.
+
+    xs : (n_s, d), ys : (n_s,) int. Caches what :class:`OTDDSource` caches (class index,
+    inner statistics, the debiased outer's source self term OT_ε(D, D) with its
+    source-to-source label distances), so that :meth:`distance` costs only the
+    target-dependent work; Sinkhorn warm-starts each class's problems from the
+    previous call's potentials. No gradient flows to ``xs``.
+    """
+
+    def __init__(self, xs: ArrayLike, ys: ArrayLike, *, inner: str = "exact", outer: str = "sinkhorn",
+                 max_per_class: Optional[int] = None, reg: float = 0.1, tol: float = DEFAULT_TOL,
+                 max_iter: int = DEFAULT_MAX_ITER) -> None:
+        _orca_outer(outer, reg, tol, max_iter)
+        check_max_samples(max_per_class)
+        super().__init__(xs, ys, inner=inner, outer=outer, reg=reg, debiased=ORCA_OUTERS[outer],
+                         class_conditional=True, tol=tol, max_iter=max_iter)
+        self._max_per_class = max_per_class
+
+    @overload
+    def distance(self, xt: ArrayLike, yt: ArrayLike, *, log: Literal[False] = ...) -> torch.Tensor: ...
+    @overload
+    def distance(self, xt: ArrayLike, yt: ArrayLike, *, log: Literal[True]) -> tuple[torch.Tensor, Diagnostics]: ...
+    def distance(
+        self, xt: ArrayLike, yt: ArrayLike, *, log: bool = False
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, Diagnostics]]:
+        """Return :func:`orca_distance` from this source to (xt, yt); with ``log``, also diagnostics.
+
+        xt : (n_t, d) tensor or array, yt : (n_t,) int; differentiable w.r.t. xt.
+        """
+        device = resolve_device(xt)
+        source, stats, self_value = self._on(device)
+        q = _prepare(xt, yt, name="t", device=device, min_class_size=1, max_samples=None, rng=self._rng,
+                     width=source.d)
+        value, diagnostics = classwise(source, stats, self_value, q, self._settings, self._max_per_class, self._warm)
         return (value, diagnostics) if log else value

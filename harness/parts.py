@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .proxies import Proxy, ProxyRequest, get_proxy
 from .tasks import TaskData, load_task
 
-__all__ = ["TrialParts", "build_parts", "stage_splits"]
+__all__ = ["TrialParts", "build_parts", "embedded_input", "output_tokenisation", "stage_splits"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,29 @@ class TrialParts:
     """The proxy the embedder aligns to; None when built with ``with_proxy=False``."""
     init_copied: list[str]
     """What the embedder's initialisation copied from the body (``Embedder.init_from_body``)."""
+
+
+def embedded_input(task: TaskData, body: Body) -> tuple[tuple[int, ...], int]:
+    """Return the input shape the embedder patches and the default token budget, for ``task`` on ``body``.
+
+    Flat bodies: the task's own shape and ``task.default_tokens``. Swin (hierarchical)
+    bodies, as ORCA: 2D inputs resized to the body's ``image_size``² and its own patch
+    grid, ``(image_size / patch_size)²`` tokens. Raises ConfigError for a 1D task on Swin.
+    """
+    if body.image_size is None or body.patch_size is None:
+        return task.input_shape, task.default_tokens
+    if len(task.input_shape) != 3:
+        raise ConfigError(f"task {task.name!r} has 1D inputs {task.input_shape}, but a {body.model_type} body takes "
+                          "images; use a text body (e.g. a local roberta-base folder) for 1D tasks")
+    size = body.image_size
+    return (task.input_shape[0], size, size), (size // body.patch_size) ** 2
+
+
+def output_tokenisation(tok: Tokenisation, body: Body) -> Tokenisation:
+    """Return the token grid of the body's output: ``tok`` itself, or Swin's after its patch merging."""
+    if body.downsample == 1:
+        return tok
+    return Tokenisation(patch=tok.patch * body.downsample, grid=tuple(-(-g // body.downsample) for g in tok.grid))
 
 
 def stage_splits(task: TaskData, device: torch.device) -> TaskData:
@@ -76,15 +99,18 @@ def build_parts(config: TrialConfig, device: torch.device | None = None, *, with
     if emb.entry not in body.kind.entries:
         raise ConfigError(f"embedder.entry={emb.entry!r} does not suit a {body.modality} body "
                           f"({body.model_type}); expected one of {list(body.kind.entries)}")
-    tok = tokenisation(task.input_shape, emb.tokens or task.default_tokens, emb.patch)
+    shape, default_tokens = embedded_input(task, body)
+    tok = tokenisation(shape, emb.tokens or default_tokens, emb.patch)
     if tok.tokens > body.max_positions:
         raise ConfigError(f"the embedder makes {tok.tokens} tokens but the body takes at most "
                           f"{body.max_positions}; lower embedder.tokens or raise embedder.patch")
     # The embedder's (and head's) initial weights depend on the seed only, never on alignment settings.
     torch.manual_seed(config.seed)
-    embedder = Embedder(task.input_shape, body.dim, tok, emb.entry)
+    embedder = Embedder(task.input_shape, body.in_dim, tok, emb.entry,
+                        resize=shape[1:] if shape != task.input_shape else None, positions=body.kind.positions)
     copied = embedder.init_from_body(body, emb.init == "pretrained")
-    head = make_head(task.output, HeadSpec(body.dim, task.num_classes, tok, task.input_shape, task.target_shape))
+    head = make_head(task.output, HeadSpec(body.dim, task.num_classes, output_tokenisation(tok, body), shape,
+                                           task.target_shape))
     proxy = None
     if with_proxy:
         proxy = get_proxy(ProxyRequest(emb.proxy, emb.proxy_samples, emb.proxy_classes, emb.entry, config.seed,

@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 
 from . import contract
-from .align import align, check_objective
+from .align import align, check_objective, orca_class_take
 from .config import TrialConfig
 from .embedders import ENTRIES
 from .errors import ConfigError
 from .finetune import apply_freeze, check_finetune, finetune, predict, resolve_epochs
 from .metrics import get_loss, get_metric, metrics_for
 from .parts import build_parts
+from .presets import check_preset
 from .proxies import get_proxy_spec
 from .result import TrialResult
 from .tasks import get_output_kind, get_task
@@ -48,7 +49,7 @@ def resolve_device(name: str) -> torch.device:
 def validate_config(cfg: TrialConfig) -> None:
     """Raise ConfigError when a name in ``cfg`` is not registered or a number is out of range.
 
-    Checks task, proxy, objective, init, entry, freeze mode, optimizer, scheduler
+    Checks task, preset, proxy, objective, init, entry, freeze mode, optimizer, scheduler
     and device without loading any data or model.
     """
     spec = get_task(cfg.task)
@@ -57,6 +58,7 @@ def validate_config(cfg: TrialConfig) -> None:
         raise ConfigError(f"task {cfg.task!r}: metric {spec.metric!r} is not defined for {spec.output!r} outputs")
     get_proxy_spec(cfg.embedder.proxy)
     check_objective(cfg.embedder.objective)
+    check_preset(cfg.preset)
     if cfg.embedder.init not in _INITS:
         raise ConfigError(f"unknown embedder.init {cfg.embedder.init!r}; expected one of {list(_INITS)}")
     if cfg.embedder.entry not in ENTRIES:
@@ -65,6 +67,8 @@ def validate_config(cfg: TrialConfig) -> None:
         raise ConfigError(f"embedder.epochs={cfg.embedder.epochs}: give 0 or more")
     if cfg.embedder.samples < 2:
         raise ConfigError(f"embedder.samples={cfg.embedder.samples}: give at least 2")
+    if cfg.embedder.max_per_class is not None and cfg.embedder.max_per_class < 1:
+        raise ConfigError(f"embedder.max_per_class={cfg.embedder.max_per_class}: give a positive count or null")
     check_finetune(cfg.finetune)
     if cfg.device not in DEVICES:
         raise ConfigError(f"unknown device {cfg.device!r}; expected one of {sorted(DEVICES)}")
@@ -133,7 +137,8 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
     n_align = min(cfg.embedder.samples, len(task.x_train))
     al = align(model.embedder, task.x_train[:n_align], task.otdd_labels[:n_align], proxy,
                objective=cfg.embedder.objective, epochs=cfg.embedder.epochs, lr=cfg.embedder.lr,
-               progress=(lambda e, v: progress("align", e, cfg.embedder.epochs)) if progress else None)
+               progress=(lambda e, v: progress("align", e, cfg.embedder.epochs)) if progress else None,
+               max_per_class=orca_class_take(cfg.embedder.max_per_class, cfg.finetune.batch_size), seed=cfg.seed)
     t_align = time.perf_counter()
 
     trainable = apply_freeze(model, cfg.finetune.freeze)

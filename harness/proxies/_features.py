@@ -72,7 +72,7 @@ def embed_images(body: Body, images: torch.Tensor, batch: int = 64) -> torch.Ten
         if x.shape[1] != channels:
             x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1)
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        outs.append(body.model.embeddings(pixel_values=x).mean(1))
+        outs.append(body.embed_pixels(x).mean(1))
     body.model.train(was_training)
     return torch.cat(outs)
 
