@@ -1,0 +1,124 @@
+"""Nothing lost, nothing doubled: torn journal records, a full disk, and resuming after them."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import studies.storage.backends.journal as journal
+from harness.contract import CELL
+from studies import StorageError, StudySpec, expand_cells, open_storage, run_study
+
+FAKE = "studies._testing:fake_trial"
+SPEC = {"name": "rel", "tasks": ["digits", "synthetic-1d"], "seeds": [0, 1], "factors": {"embedder.epochs": [0, 2]}}
+
+
+def _exactly_once(storage: str) -> None:
+    trials = optuna.load_study(study_name="rel", storage=open_storage(storage)).get_trials()
+    complete = sorted(t.user_attrs[CELL] for t in trials if t.state == TrialState.COMPLETE)
+    assert complete == sorted(c.key for c in expand_cells(StudySpec.from_dict(SPEC)))
+
+
+def test_a_torn_last_record_is_moved_aside_before_the_next_write(tmp_path: Path, fake_env: Path) -> None:
+    url = str(tmp_path / "s.log")
+    spec = StudySpec.from_dict(SPEC)
+    run_study(spec, storage=url, workers=0, progress=False)
+    with open(url, "ab") as handle:
+        handle.write(b'{"op_code":5,"worker_id":"torn-by-a-crash')  # a writer died mid-record
+    report = run_study(spec, storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO())
+    assert report.exit_code == 0
+    _exactly_once(url)
+    torn = list(tmp_path.glob("s.log.torn-*"))
+    assert len(torn) == 1 and torn[0].read_bytes() == b'{"op_code":5,"worker_id":"torn-by-a-crash'
+    assert all(line.endswith(b"}") for line in Path(url).read_bytes().splitlines())
+
+
+def test_a_bad_record_followed_by_others_is_refused_and_left_alone(tmp_path: Path) -> None:
+    url = str(tmp_path / "s.log")
+    run_study(StudySpec.from_dict(SPEC), storage=url, workers=0, progress=False)
+    with open(url, "ab") as handle:
+        handle.write(b'garbage\n{"op_code": 1}\n')
+    before = Path(url).read_bytes()
+    lines = before.count(b"\n")
+    with pytest.raises(StorageError, match=rf"line {lines - 1} of the journal file is not an Optuna record.*"
+                                           rf"head -n {lines - 2}"):
+        open_storage(url)
+    assert Path(url).read_bytes() == before
+
+
+def test_a_full_disk_mid_write_is_undone_and_the_study_resumes(tmp_path: Path, fake_env: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    url = str(tmp_path / "s.log")
+    spec = StudySpec.from_dict(SPEC)
+    run_study(spec, storage=url, workers=0, progress=False)
+    real = journal._write_all
+    calls = {"n": 0}
+
+    def half_then_full(fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 12:  # mid-run: half a record reaches the disk, then ENOSPC
+            os.write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(journal, "_write_all", half_then_full)
+    with pytest.raises(StorageError, match="the disk is full; the write was undone and the journal is intact"):
+        run_study(spec, storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO())
+    assert Path(url).read_bytes().endswith(b"}\n")  # no half record left
+    monkeypatch.setattr(journal, "_write_all", real)
+    report = run_study(spec, storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO(),
+                       grace_period=0.5)  # the interrupted attempt's owner is this (live) process
+    assert report.exit_code == 0
+    _exactly_once(url)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, require: Any) -> Path:
+    """A 3 MB tmpfs (root only); unmounted afterwards."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    ok = os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode == 0
+    require(ok, "needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_full_tmpfs_mid_run_then_resume_ends_exactly_once(small_disk: Path, tmp_path: Path,
+                                                         cli_env: dict[str, str], write_spec: Any) -> None:
+    url = str(small_disk / "study.log")
+    spec = write_spec(SPEC)
+    env = {**cli_env, "ORCA_ABLATE_FAKE_SECONDS": "2"}
+    command = [sys.executable, "-m", "studies.cli", "run", str(spec), "--storage", url, "--workers", "2",
+               "--trial-fn", FAKE, "--no-progress", "--grace-period", "2"]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    filler = small_disk / "filler"
+    with open(filler, "wb") as handle:  # fill the disk to the last byte
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and "the disk is full; the write was undone" in err, err
+    assert "Traceback" not in err and err.count("\n") <= 3, err  # one clear line (and the progress notes)
+    filler.unlink()
+    time.sleep(2.5)  # the killed run's attempts go stale (grace period 2 s; their processes are gone anyway)
+    again = subprocess.run(command, env={**env, "ORCA_ABLATE_FAKE_SECONDS": "0"}, capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    _exactly_once(url)
