@@ -15,7 +15,7 @@ No module here imports Optuna at module level.
 from __future__ import annotations
 
 from ._cells import Cell, cell_key, expand_cells, param_distributions
-from ._compare import compare_specs
+from ._compare import compare_specs, in_study_order
 from ._hypotheses import HYPOTHESIS_KINDS, AnalysisSettings, Hypothesis
 from ._load import load_spec, shipped_specs
 from ._model import StudySpec
@@ -23,7 +23,7 @@ from ._parser import SpecParser
 from ._types import DIRECTIONS, METRICS, SAMPLERS, Factor, Scalar, SearchDimension, SpecError, Validator
 
 __all__ = [
-    "DIRECTIONS", "HYPOTHESIS_KINDS", "METRICS", "AnalysisSettings", "Hypothesis", "SAMPLERS", "Cell", "Factor", "Scalar", "SearchDimension", "SpecError", "SpecParser",
-    "StudySpec", "Validator", "cell_key", "compare_specs", "expand_cells", "load_spec", "param_distributions",
-    "shipped_specs",
+    "DIRECTIONS", "METRICS", "SAMPLERS", "Cell", "Factor", "Scalar", "SearchDimension", "SpecError", "SpecParser",
+    "StudySpec", "Validator", "cell_key", "compare_specs", "expand_cells", "in_study_order", "load_spec",
+    "param_distributions", "shipped_specs",
 ]

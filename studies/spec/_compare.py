@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.contract import PARAM_SEED, PARAM_TASK
@@ -10,7 +11,7 @@ from harness.contract import PARAM_SEED, PARAM_TASK
 from ._model import StudySpec
 from ._types import SpecError
 
-__all__ = ["compare_specs"]
+__all__ = ["compare_specs", "in_study_order"]
 
 
 def compare_specs(old: StudySpec, new: StudySpec, study: str, old_base: Mapping[str, Any] | None = None) -> None:
@@ -56,3 +57,23 @@ def _check_superset(where: str, old: list[Any], new: list[Any], study: str) -> N
     if missing:
         raise SpecError(f"{where}: study {study!r} has {old}; a spec may add values but not drop "
                         f"{missing}; to run a subset, use a new --study-name")
+
+
+def in_study_order(old: StudySpec, new: StudySpec) -> StudySpec:
+    """Return ``new`` with its tasks, seeds and levels in ``old``'s order, values ``old`` lacks after them.
+
+    Call after :func:`compare_specs`: ``new`` has every value of ``old``. Optuna's
+    categorical choices are ordered, so a spec that only lists the same levels in
+    another order must not count as a change (that would rewrite the study).
+    """
+    levels = {f.path: f.levels for f in old.factors}
+    factors = tuple(dataclasses.replace(f, levels=_ordered(levels[f.path], f.levels)) for f in new.factors)
+    return dataclasses.replace(new, tasks=_ordered(old.tasks, new.tasks), seeds=_ordered(old.seeds, new.seeds),
+                               factors=factors)
+
+
+def _ordered(old: Sequence[Any], new: Sequence[Any]) -> tuple[Any, ...]:
+    def same(a: Any, b: Any) -> bool:
+        return bool(a == b and type(a) is type(b))
+
+    return tuple(old) + tuple(v for v in new if not any(same(v, o) for o in old))

@@ -16,11 +16,11 @@ from __future__ import annotations
 import difflib
 import socket
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.contract import BASE_CONFIG, CREATED_BY, EXTENSION_COPY_COMPLETE, FACTORS, OWNER_HOST, OWNER_PID, SPEC
 
-from ..spec import SpecError, StudySpec, compare_specs, param_distributions
+from ..spec import SpecError, StudySpec, compare_specs, in_study_order, param_distributions
 from ._errors import StorageError
 from ._locks import study_lock
 
@@ -85,6 +85,7 @@ def prepare_study(storage: BaseStorage, spec: StudySpec, study_name: str) -> opt
         return study
     old = stored_spec(study)
     compare_specs(old, spec, study_name, study.user_attrs.get(BASE_CONFIG))
+    spec = in_study_order(old, spec)  # reordered levels are no change: the study keeps its order
     if old == spec:
         return study
     before, after = param_distributions(old), param_distributions(spec)
@@ -124,21 +125,36 @@ def _rewrite(storage: BaseStorage, study: optuna.Study, spec: StudySpec) -> optu
         raise SpecError(f"spec adds tasks, seeds or levels to study {name!r}, which rewrites the study, but "
                         f"{len(running)} attempts are running (owners {', '.join(owners)}); let them finish, "
                         "then run again")
-    backup = name + EXTENDING_SUFFIX
-    copy = optuna.create_study(storage=storage, study_name=backup, directions=study.directions)
-    copy.add_trials(trials)
-    for key, value in study.user_attrs.items():
-        copy.set_user_attr(key, value)
-    copy.set_user_attr(EXTENSION_COPY_COMPLETE, True)
+    backup = _copy_study(storage, study, name + EXTENDING_SUFFIX, trials)
+    backup.set_user_attr(EXTENSION_COPY_COMPLETE, True)
     optuna.delete_study(study_name=name, storage=storage)
     choices = param_distributions(spec)
     for trial in trials:
         trial.distributions = {k: choices.get(k, d) for k, d in trial.distributions.items()}
-    new = optuna.create_study(storage=storage, study_name=name, directions=study.directions)
-    new.add_trials(trials)
+    new = _copy_study(storage, backup, name, trials, spec_too=False)
     _write_attrs(new, spec)
-    optuna.delete_study(study_name=backup, storage=storage)
+    optuna.delete_study(study_name=backup.study_name, storage=storage)
     return new
+
+
+def _copy_study(storage: BaseStorage, source: optuna.Study, name: str, trials: list[Any], *,
+                spec_too: bool = True) -> optuna.Study:
+    """Return a new study ``name`` holding ``trials`` and every user and system attr of ``source``.
+
+    System attrs hold the study's artifacts (reports, figures) and dashboard notes;
+    user attrs its artifact directory and Slurm submissions. ``spec`` is written last
+    (its presence marks a complete copy), or not at all without ``spec_too``.
+    """
+    import optuna
+
+    copy = optuna.create_study(storage=storage, study_name=name, directions=source.directions)
+    copy.add_trials(trials)
+    for key, value in storage.get_study_system_attrs(source._study_id).items():
+        storage.set_study_system_attr(copy._study_id, key, value)
+    attrs = {k: v for k, v in source.user_attrs.items() if k != EXTENSION_COPY_COMPLETE and (spec_too or k != SPEC)}
+    for key in sorted(attrs, key=lambda k: k == SPEC):
+        copy.set_user_attr(key, attrs[key])
+    return copy
 
 
 def _recover_extension(storage: BaseStorage, name: str) -> None:
@@ -158,9 +174,5 @@ def _recover_extension(storage: BaseStorage, name: str) -> None:
             optuna.delete_study(study_name=backup, storage=storage)  # the rewrite had finished
             return
         optuna.delete_study(study_name=name, storage=storage)
-    restored = optuna.create_study(storage=storage, study_name=name, directions=copy.directions)
-    restored.add_trials(copy.get_trials(deepcopy=True))
-    attrs = {k: v for k, v in copy.user_attrs.items() if k != EXTENSION_COPY_COMPLETE}
-    for key in sorted(attrs, key=lambda k: k == SPEC):  # "spec" last, as in _write_attrs
-        restored.set_user_attr(key, attrs[key])
+    _copy_study(storage, copy, name, copy.get_trials(deepcopy=True))
     optuna.delete_study(study_name=backup, storage=storage)

@@ -122,3 +122,42 @@ def test_full_tmpfs_mid_run_then_resume_ends_exactly_once(small_disk: Path, tmp_
                            timeout=180)
     assert again.returncode == 0, again.stderr
     _exactly_once(url)
+
+
+def test_extension_keeps_artifacts_notes_and_the_artifact_dir(tmp_path: Path, fake_env: Path) -> None:
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = StudySpec.from_dict(SPEC)
+    run_study(spec, storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO(),
+              artifact_dir=str(tmp_path / "shared-artifacts"))
+    study = optuna.load_study(study_name="rel", storage=open_storage(url))
+    (tmp_path / "report.md").write_text("# report\n")
+    (tmp_path / "shared-artifacts").mkdir(exist_ok=True)
+    store = FileSystemArtifactStore(str(tmp_path / "shared-artifacts"))
+    artifact = upload_artifact(artifact_store=store, file_path=str(tmp_path / "report.md"), study_or_trial=study)
+    study.set_user_attr("slurm_submissions", [{"job_id": "7", "array": 2, "script": "x", "submitted": "t"}])
+    storage = open_storage(url)
+    system_before = storage.get_study_system_attrs(study._study_id)
+    assert any(artifact in str(v) for v in system_before.values())
+    wider = StudySpec.from_dict({**SPEC, "seeds": [0, 1, 2]})
+    report = run_study(wider, storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO())
+    assert report.complete == report.total == 12
+    after = optuna.load_study(study_name="rel", storage=open_storage(url))
+    assert open_storage(url).get_study_system_attrs(after._study_id) == system_before
+    assert after.user_attrs["artifact_dir"] == str(tmp_path / "shared-artifacts")
+    assert after.user_attrs["slurm_submissions"][0]["job_id"] == "7"
+
+
+def test_reordered_levels_are_no_change(tmp_path: Path, fake_env: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_study(StudySpec.from_dict(SPEC), storage=url, inline=True, trial_fn=FAKE, progress=False, log=io.StringIO())
+    study = optuna.load_study(study_name="rel", storage=open_storage(url))
+    first_id = study._study_id
+    shuffled = {**SPEC, "tasks": ["synthetic-1d", "digits"], "seeds": [1, 0], "factors": {"embedder.epochs": [2, 0]}}
+    report = run_study(StudySpec.from_dict(shuffled), storage=url, inline=True, trial_fn=FAKE, progress=False,
+                       log=io.StringIO())
+    assert report.completed_now == 0 and report.complete == 8
+    again = optuna.load_study(study_name="rel", storage=open_storage(url))
+    assert again._study_id == first_id  # not rewritten
+    assert again.user_attrs["spec"]["factors"] == {"embedder.epochs": [0, 2]}
