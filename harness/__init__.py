@@ -25,10 +25,15 @@ from .result import TrialResult
 
 if TYPE_CHECKING:
     from .parts import TrialParts, build_parts
-    from .trial import run_trial, validate_config
+    from .trial import check_data, run_trial, validate_config
 
-_LAZY: dict[str, str] = {"run_trial": ".trial", "validate_config": ".trial", "build_parts": ".parts",
-                         "TrialParts": ".parts"}
+_LAZY: dict[str, str] = {
+    "run_trial": ".trial",
+    "validate_config": ".trial",
+    "check_data": ".trial",
+    "build_parts": ".parts",
+    "TrialParts": ".parts",
+}
 
 __all__ = [
     "BodyConfig",
@@ -42,6 +47,7 @@ __all__ = [
     "TrialFailure",
     "TrialParts",
     "TrialResult",
+    "check_data",
     "build_parts",
     "config_paths",
     "parse_assignments",

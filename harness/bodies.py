@@ -29,7 +29,7 @@ from torch import nn
 from .config import BodyConfig
 from .errors import ConfigError, DataError
 
-__all__ = ["BODY_KINDS", "Body", "BodyKind", "Grid", "default_body_path", "load_body"]
+__all__ = ["BODY_KINDS", "Body", "BodyKind", "Grid", "check_body_path", "default_body_path", "load_body"]
 
 
 def default_body_path() -> str:
@@ -188,6 +188,24 @@ def _load_pretrained(path: str) -> nn.Module:
         except (OSError, ValueError) as exc:
             raise DataError(f"body.path {path}: cannot load a transformers checkpoint ({exc})") from None
     return copy.deepcopy(_PRETRAINED_CACHE[path])
+
+
+def check_body_path(path: str) -> None:
+    """Raise DataError/ConfigError unless ``path`` is a local checkpoint of a supported model type (reads config.json only)."""
+    import json
+
+    config = Path(path) / "config.json"
+    if not Path(path).is_dir():
+        raise DataError(f"body.path {path}: no such folder; give a local transformers checkpoint "
+                        "(a folder with config.json and weights)")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"body.path {path}: cannot read config.json ({exc}); give a local transformers "
+                        "checkpoint") from None
+    if model_type not in BODY_KINDS:
+        raise ConfigError(f"body.path {path}: model type {model_type!r} is not supported; supported types: "
+                          f"{sorted(BODY_KINDS)}")
 
 
 def load_body(cfg: BodyConfig, seed: int) -> Body:

@@ -12,6 +12,7 @@ so they never change; add new names, never rename old ones.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 __all__ = [
@@ -19,9 +20,9 @@ __all__ = [
     "DEFAULT_STORAGE", "DETAILS", "DEVICE", "DIRECTION", "ERROR", "EXTENSION_COPY_COMPLETE", "FACTORS",
     "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MODALITY", "OTDD_AFTER",
     "OTDD_BEFORE", "OTDD_CURVE", "OWNER_HOST", "OWNER_PID", "PARAM_SEED", "PARAM_TASK", "PEAK_MEM_MB",
-    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SLURM_SUBMISSIONS", "SPEC", "STALE", "TEST_SCORE", "TRACEBACK",
-    "TRAINABLE_PARAMS", "VAL_CURVE", "VAL_SCORE", "VERSIONS", "WORKER_PID", "is_server_url", "is_sqlite_url",
-    "journal_path", "sqlite_path",
+    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SLURM_SUBMISSIONS", "SPEC", "STALE", "TEST_SCORE",
+    "TRACEBACK", "TRAINABLE_PARAMS", "VAL_CURVE", "VAL_SCORE", "VERSIONS", "WORKER_PID", "check_study_name",
+    "is_server_url", "is_sqlite_url", "journal_path", "sqlite_path",
 ]
 
 # -- TrialResult fields (harness.TrialResult; the dict a trial function returns) ----------------
@@ -103,6 +104,26 @@ CHECKED_NAMES = frozenset({
 """The names no other product module may spell as a string literal. The generic ones (``metric``,
 ``direction``, ``config``, ``error``, ``seconds``, ``spec``, ``factors``, ...) are defined here and used
 for attrs, but they are also spec keys and option names elsewhere, so the test leaves them out."""
+
+# -- study names -------------------------------------------------------------------------------
+STUDY_NAME_MAX = 128
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_study_name(name: str, where: str = "--study-name") -> str:
+    """Return ``name`` when it may name a study; else raise ValueError naming the rule.
+
+    Letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit, at most
+    128 characters: no path separators, no ``..`` to climb out of ``reports/``, no
+    control characters (a study name becomes a directory name).
+    """
+    if (not isinstance(name, str) or not _STUDY_NAME.fullmatch(name) or ".." in name
+            or len(name) > STUDY_NAME_MAX):
+        raise ValueError(f"{where} {name!r}: a study name is letters, digits, '.', '_' or '-', starts with a "
+                         f"letter or digit, has no '..' and at most {STUDY_NAME_MAX} characters "
+                         "(e.g. embedder-epochs)")
+    return name
+
 
 # -- storage URLs ------------------------------------------------------------------------------
 DEFAULT_STORAGE = "sqlite:///orca-ablate.db"

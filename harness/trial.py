@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import re
 import resource
@@ -16,6 +17,7 @@ import torch
 
 from . import contract
 from .align import align, check_objective, orca_class_take
+from .bodies import check_body_path
 from .config import TrialConfig
 from .embedders import ENTRIES
 from .errors import ConfigError
@@ -25,9 +27,13 @@ from .parts import build_parts
 from .presets import check_preset
 from .proxies import get_proxy_spec
 from .result import TrialResult
-from .tasks import get_output_kind, get_task
+from .tasks import check_task_data, get_output_kind, get_task
 
-__all__ = ["DEVICES", "checkout_commit", "resolve_device", "run_trial", "validate_config", "versions"]
+__all__ = ["DEVICES", "SEED_LIMIT", "check_data", "checkout_commit", "resolve_device", "run_trial", "validate_config",
+           "versions"]
+
+SEED_LIMIT = 2**32
+"""Seeds are 0 <= seed < 2**32 (what numpy's and torch's seeding take everywhere)."""
 
 DEVICES: dict[str, Callable[[], torch.device]] = {
     "auto": lambda: torch.device("cuda" if torch.cuda.is_available() else "cpu"),
@@ -74,6 +80,26 @@ def validate_config(cfg: TrialConfig) -> None:
         raise ConfigError(f"unknown device {cfg.device!r}; expected one of {sorted(DEVICES)}")
     if cfg.data.max_train_samples is not None and cfg.data.max_train_samples < 2:
         raise ConfigError(f"data.max_train_samples={cfg.data.max_train_samples}: give at least 2 or null")
+    for path in ("embedder.tokens", "embedder.patch"):
+        value = cfg.get(path)
+        if value is not None and value < 1:
+            raise ConfigError(f"{path}={value}: give a positive number, or null for the task's default")
+    if not 0 <= cfg.seed < SEED_LIMIT:
+        raise ConfigError(f"seed={cfg.seed}: give a seed from 0 to {SEED_LIMIT - 1}")
+    for path, value in cfg.flat().items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}={value}: give a finite number")
+
+
+def check_data(cfg: TrialConfig) -> None:
+    """Raise DataError when the task's data or the body's checkpoint are not here, without loading either.
+
+    Reads at most file headers (``ucr:``/``npz:`` tasks, NAS-Bench-360 files) and the body's
+    ``config.json`` (``body.path``): what a host creating a study can check before any cell runs.
+    """
+    check_task_data(cfg.task, cfg.data)
+    if cfg.body.path is not None:
+        check_body_path(cfg.body.path)
 
 
 @functools.cache

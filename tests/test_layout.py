@@ -88,7 +88,7 @@ def test_contract_is_stdlib_only() -> None:
     tree = ast.parse(CONTRACT.read_text(encoding="utf-8"))
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert roots <= {"__future__", "pathlib"}
+    assert roots <= {"__future__", "pathlib", "re"}
 
 
 @pytest.mark.parametrize("lower", ["harness", "analysis"])

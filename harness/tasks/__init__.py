@@ -33,6 +33,8 @@ from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from ._base import LoadContext, RawSplits, TaskData, TaskSpec, prepare
 from ._loaders import (
+    check_npz,
+    check_ucr,
     fashion_mnist_dir,
     list_ucr_sets,
     load_digits,
@@ -64,6 +66,7 @@ __all__ = [
     "TaskData",
     "TaskInfo",
     "TaskSpec",
+    "check_task_data",
     "get_output_kind",
     "get_task",
     "list_tasks",
@@ -102,9 +105,10 @@ register_task(TaskSpec("synthetic-2d", "2d", load_synthetic_2d, default_tokens=4
                        description="tiny 3-class bar images 8x8 (for tests)"))
 register_family("ucr", TaskSpec("ucr", "1d", load_ucr, default_tokens=6,
                                 description="UCR/UEA time series, e.g. ucr:ECG200, ucr:Crop",
-                                requires="sets bundled with aeon/sktime; more with the 'ucr' extra"))
+                                requires="sets bundled with aeon/sktime; more with the 'ucr' extra", check=check_ucr))
 register_family("npz", TaskSpec("npz", "auto", load_npz, default_tokens=8,
-                                description="your own .npz: x_train, y_train, x_test, y_test [, x_val, y_val]"))
+                                description="your own .npz: x_train, y_train, x_test, y_test [, x_val, y_val]",
+                                check=check_npz))
 
 
 def _nasbench_requires(task: str, pickled: bool) -> str:
@@ -144,6 +148,21 @@ def get_task(name: str) -> TaskSpec:
         return FAMILIES[prefix]
     choices = sorted(TASKS) + [f"{p}:..." for p in sorted(FAMILIES)]
     raise ConfigError(f"unknown task {name!r}; expected one of {choices}")
+
+
+def check_task_data(name: str, data: DataConfig) -> None:
+    """Raise DataError when task ``name``'s data are not here or malformed, without loading them.
+
+    Families check what they can cheaply (``ucr:`` files exist, ``npz:`` array headers fit); exact
+    tasks report what they require when ``available`` says no.
+    """
+    spec = get_task(name)
+    ctx = LoadContext(data.data_dir, data.allow_pickle)
+    if spec.check is not None:
+        spec.check(name, ctx)
+    elif not spec.available(ctx):
+        raise DataError(f"task {name!r}: its data are not here; it needs {spec.requires} "
+                        "(see `orca-ablate tasks --data-dir DIR`)")
 
 
 def load_task(name: str, data: DataConfig, seed: int) -> TaskData:

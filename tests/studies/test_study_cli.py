@@ -190,7 +190,7 @@ def test_tasks_and_seeds_replace_the_specs_lists(tmp_path: Path, cli_env: dict[s
     bad = _cli(["run", path, "--storage", url, "--no-progress", "--seeds", "7", "-1", *FAKE], cli_env, tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        f"orca-ablate run: error: {path} with --seeds: seeds[1]: expected a non-negative integer, got -1"]
+        f"orca-ablate run: error: {path} with --seeds: seeds[1]: expected an integer from 0 to 4294967295, got -1"]
     unknown = _cli(["run", path, "--storage", url, "--no-progress", "--tasks", "digits", "digts", *FAKE],
                    cli_env, tmp_path)
     assert unknown.returncode == 2 and "digts" in unknown.stderr and "Traceback" not in unknown.stderr
