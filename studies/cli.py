@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
+import signal
 import sys
+import typing
 from collections.abc import Sequence
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "UsageError", "main"]
 
 COMMANDS: dict[str, str] = {
     "trial": "studies.commands.trial",
@@ -33,9 +36,23 @@ COMMANDS: dict[str, str] = {
 """Subcommand name -> module path (a command module defines HELP, add_arguments and run)."""
 
 
+class UsageError(Exception):
+    """A command line argparse refuses; ``main`` prints it as one line and returns 2."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {message} (see {prog} --help)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not usage text and SystemExit (subparsers inherit it)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="orca-ablate",
         description="Run ORCA cross-modal fine-tuning ablations as Optuna studies and test what they show.",
     )
@@ -51,23 +68,42 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 failed work, 2 user error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(args.command, getattr(exc, "signum", signal.SIGINT))
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stderr.close()
         return 0
     except Exception as exc:  # noqa: BLE001 - user errors become one line; the rest re-raise
-        if getattr(exc, "user_error", False):
-            print(f"orca-ablate {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        if not getattr(exc, "user_error", False):
+            from .storage._errors import as_storage_error
+
+            translated = as_storage_error(exc)
+            if translated is None:
+                raise
+            exc = translated
+        print(f"orca-ablate {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _interrupted(command: str, signum: int) -> int:
+    """Say how the command stopped and how to resume; return 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
+    name = signal.Signals(signum).name
+    if command in ("run", "worker", "submit"):
+        print(f"orca-ablate {command}: stopped by {name}; running attempts were marked stale and finished cells "
+              f"are kept; resume with: {shlex.join(['orca-ablate', *sys.argv[1:]])}", file=sys.stderr)
+    else:
+        print(f"orca-ablate {command}: stopped by {name}", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

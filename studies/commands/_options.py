@@ -51,6 +51,19 @@ def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpe
                      check_data=not args.allow_missing_data)
 
 
+def positive(value: str) -> float:
+    """Return ``value`` as a positive finite number (argparse ``type``)."""
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of seconds") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
+    return number
+
+
 def study_name(value: str) -> str:
     """Return ``value`` when it may name a study (argparse ``type``: a bad name is a usage error)."""
     from harness.contract import check_study_name
@@ -63,7 +76,7 @@ def study_name(value: str) -> str:
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of commands that run cells (``run``, ``worker``): grace period, progress, test hooks."""
-    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--grace-period", type=positive, default=None, metavar="SECONDS",
                         help="a RUNNING attempt of another host is stale after this long without a heartbeat "
                              "(default 600); dead processes on this host are detected at once")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -91,5 +104,13 @@ def execute(args: argparse.Namespace, start: Callable[..., Any], *positional: An
     return int(report.exit_code)
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the command (``signum``: SIGTERM from a scheduler, ``kill``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signum)

@@ -41,8 +41,29 @@ def run(args: argparse.Namespace) -> int:
         raise analysis.AnalysisError(f"--margin must be positive, got {args.margin}")
     if args.alpha is not None and not 0 < args.alpha < 0.5:
         raise analysis.AnalysisError(f"--alpha must be in (0, 0.5), got {args.alpha}")
+    if args.random_state < 0:
+        raise analysis.AnalysisError(f"--random-state must be 0 or more, got {args.random_state}")
     out = args.out if args.out is not None else os.path.join("reports", args.study_name)
+    _check_out(out)
     path = analysis.write_report(args.storage, args.study_name, out, random_state=args.random_state,
                                  n_resamples=args.n_resamples, margin=args.margin, alpha=args.alpha)
     print(path)
     return 0
+
+
+def _check_out(out: str) -> None:
+    """Raise ConfigError unless ``out`` is (or can be made) a directory this process may write."""
+    from pathlib import Path
+
+    from harness.errors import ConfigError
+
+    path = Path(out).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out}: {path} is a file, not a directory; give a directory for the report")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create {path} ({exc.strerror or exc}); give a directory you may "
+                          "write") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"--out {out}: no permission to write in {path}; give a directory you may write")

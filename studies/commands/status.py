@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import add_storage_arguments
+from ._options import add_storage_arguments, positive
 
 HELP = "show which cells of a study are complete, running, failed or waiting"
 
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_storage_arguments(parser)
     parser.add_argument("--cells", action="store_true",
                         help="also list every cell that is not complete, with its last error")
-    parser.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--grace-period", type=positive, default=None, metavar="SECONDS",
                         help="flag RUNNING attempts silent for this long as stale (default 600)")
 
 

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..storage import load_study, mask_url, open_storage, stored_spec, study_names
     from ..storage._open import DEFAULT_STORAGE
 
-    url = args.storage or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if args.storage is None else args.storage
     store = open_storage(url, must_exist=True)
     if args.delete is not None:
         import optuna

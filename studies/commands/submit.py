@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-retries {args.max_retries}: expected 0 or more")
     request = SlurmRequest(args.array, args.partition, args.time, args.cpus_per_worker, args.gpus_per_worker,
                            args.mem, args.requeue, tuple(args.sbatch_args), Path(args.log_dir))
-    url = args.storage or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if args.storage is None else args.storage
     if backend_for(url).shared_by != "hosts":
         raise ConfigError(f"--storage {mask_url(url)}: Slurm workers on many nodes need PostgreSQL "
                           "(postgresql://USER@HOST/DB) or a journal file on a shared filesystem (journal:///PATH.log)")

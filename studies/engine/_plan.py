@@ -96,7 +96,7 @@ def plan_study(spec: StudySpec, *, storage: str | None = None, study_name: str |
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study_name or spec.name
-    url = storage or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if storage is None else storage
     file = journal_path(url) or sqlite_path(url)
     study = None
     if file is None or file.is_file():  # a storage file that does not exist yet holds no study: create nothing

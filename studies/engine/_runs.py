@@ -62,7 +62,7 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
     if not inline:
         assign_gpus(workers, visible_gpus(), workers_per_gpu)  # too many workers for the GPUs: refused up front
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if storage is None else storage
     name = study_name or spec.name
     store = open_storage(url)
     stale: list[int] = []
@@ -106,7 +106,7 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
     if max_retries < 0:
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if storage is None else storage
     if backend_for(url).shared_by is None:
         raise StorageError(f"--storage {mask_url(url)}: workers need a storage that many processes write safely: "
                            "PostgreSQL (postgresql://USER@HOST/DB) or a journal file (journal:///PATH.log, on a "

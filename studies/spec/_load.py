@@ -48,6 +48,8 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file; a spec is YAML in UTF-8 (see studies/specs/quickstart.yaml)") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -67,7 +69,7 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
 def _check_data(spec: StudySpec, source: str) -> None:
     """Raise SpecError when a task's data or a body checkpoint is not on this host (file headers only)."""
     from harness import check_data
-    from harness.errors import ConfigError
+    from harness.errors import ConfigError, DataError
 
     bodies = next((f.levels for f in spec.factors if f.path == BODY_PATH), (None,))
     base = spec.base_config()
@@ -76,7 +78,7 @@ def _check_data(spec: StudySpec, source: str) -> None:
             config = base.override({"task": task, **({BODY_PATH: body} if body is not None else {})})
             try:
                 check_data(config)
-            except ConfigError as exc:  # DataError is one: data missing or malformed
+            except (ConfigError, DataError) as exc:  # data missing or malformed, a checkpoint not supported
                 raise SpecError(f"{source}: tasks[{i}]: {exc}; if the hosts that run the cells have it and this "
                                 "one does not, pass --allow-missing-data") from None
 

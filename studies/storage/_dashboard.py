@@ -73,7 +73,7 @@ def open_dashboard(storage: str | None, *, study_name: str | None = None,
     StorageError when the storage is a database server, no directory is given and
     the studies record none (or several).
     """
-    storage = storage or DEFAULT_STORAGE
+    storage = DEFAULT_STORAGE if storage is None else storage
     store = open_storage(storage, must_exist=True)
     studies = _studies(store, study_name)
     recorded = {s.study_name: s.user_attrs[ARTIFACT_DIR] for s in studies

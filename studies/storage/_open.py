@@ -33,14 +33,14 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     With ``must_exist``, a SQLite or journal file that does not exist is an error
     rather than created (for commands that only read).
     """
-    url = url or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if url is None else url
     backend: Backend = backend_for(url)
     return backend.open(url, must_exist=must_exist)
 
 
 def default_artifact_dir(url: str | None) -> Path | None:
     """Return the backend's default artifact directory for ``url`` (None for a database server)."""
-    url = url or DEFAULT_STORAGE
+    url = DEFAULT_STORAGE if url is None else url
     return backend_for(url).artifact_default(url)
 
 

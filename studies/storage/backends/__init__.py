@@ -61,6 +61,9 @@ def artifacts_beside(file: Path | None) -> Path | None:
 
 def backend_for(url: str) -> Backend:
     """Return the backend that takes ``url``; raise StorageError naming the forms when none does."""
+    if not url.strip():
+        raise StorageError("--storage '': empty; give a storage URL (sqlite:///FILE.db, postgresql://USER@HOST/DB, "
+                           "journal:///PATH.log) or leave --storage out for sqlite:///orca-ablate.db")
     backends: list[Backend] = [importlib.import_module(name).BACKEND for name in BACKENDS]
     try:
         for backend in backends:
