@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,10 @@ def _load_pretrained(path: str) -> nn.Module:
     if path not in _PRETRAINED_CACHE:
         try:
             _PRETRAINED_CACHE[path] = AutoModel.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as exc:
+        except pickle.UnpicklingError:
+            raise DataError(f"body.path {path}: its weights are a pickle that holds more than tensors, which is "
+                            "refused (weights-only loading); use a checkpoint you trust, saved as safetensors") from None
+        except (OSError, ValueError, RuntimeError) as exc:
             raise DataError(f"body.path {path}: cannot load a transformers checkpoint ({exc})") from None
     return copy.deepcopy(_PRETRAINED_CACHE[path])
 

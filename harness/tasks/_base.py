@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -161,6 +162,18 @@ def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor
     return torch.from_numpy(out)
 
 
+def _check_class_coverage(name: str, train: np.ndarray, others: list[np.ndarray]) -> None:
+    """Raise DataError for fewer than two training classes; warn about classes that only other splits have."""
+    seen = set(np.unique(train).tolist())
+    if len(seen) < 2:
+        raise DataError(f"task {name!r}: the training labels hold {len(seen)} class ({sorted(seen)}); a classifier "
+                        "needs at least two")
+    unseen = sorted({v for y in others for v in np.unique(y).tolist()} - seen)
+    if unseen:
+        warnings.warn(f"task {name!r}: classes {unseen[:10]} appear in validation/test but never in training; "
+                      "those samples cannot be predicted right", UserWarning, stacklevel=3)
+
+
 def prepare(spec: TaskSpec, name: str, raw: RawSplits, *, seed: int, val_fraction: float,
             max_train_samples: int | None, max_test_samples: int | None) -> TaskData:
     """Return normalised, split tensors from raw arrays.
@@ -184,8 +197,16 @@ def prepare(spec: TaskSpec, name: str, raw: RawSplits, *, seed: int, val_fractio
         kind.check(name, split, np.asarray(y), len(x))
         if len(x) == 0:
             raise DataError(f"task {name!r}: the {split} split is empty")
+        if np.asarray(x).dtype.kind not in "fiu":
+            raise DataError(f"task {name!r}: {split} inputs are {np.asarray(x).dtype}; give real numbers")
         _check_finite(name, split, x)
+        if np.asarray(x).shape[1:] != np.asarray(raw.x_train).shape[1:]:
+            raise DataError(f"task {name!r}: {split} samples have shape {np.asarray(x).shape[1:]}, training samples "
+                            f"{np.asarray(raw.x_train).shape[1:]}; every split needs the same channels and length")
     every_y = [np.asarray(y) for _, y in splits.values()]
+    if spec.output == "classes":
+        _check_class_coverage(name, np.asarray(raw.y_train), [np.asarray(y) for s, (_, y) in splits.items()
+                                                              if s != "train"])
 
     rng = np.random.default_rng(seed)
     x_tr, y_tr = raw.x_train, raw.y_train

@@ -85,8 +85,9 @@ def _check_len(name: str, split: str, y: np.ndarray, n: int, expected: str) -> N
 def _check_classes(name: str, split: str, y: np.ndarray, n: int) -> None:
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"task {name!r}: {split} labels have shape {y.shape}; expected ({n},)")
-    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
-        raise DataError(f"task {name!r}: {split} labels must be integer classes")
+    if y.dtype.kind not in "iubf" or (y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0))):
+        raise DataError(f"task {name!r}: {split} labels must be integer classes, got {y.dtype} "
+                        "(map string labels to 0..K-1 first)")
 
 
 def _check_multilabel(name: str, split: str, y: np.ndarray, n: int) -> None:

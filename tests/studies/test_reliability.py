@@ -106,13 +106,14 @@ def test_full_tmpfs_mid_run_then_resume_ends_exactly_once(small_disk: Path, tmp_
     run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
     filler = small_disk / "filler"
-    with open(filler, "wb") as handle:  # fill the disk to the last byte
-        try:
+    try:
+        with open(filler, "wb") as handle:  # fill the disk to the last byte
             while True:
                 handle.write(b"\0" * 65536)
                 handle.flush()
-        except OSError:
-            pass
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    print({p.name: p.stat().st_size for p in small_disk.iterdir()})
     out, err = run.communicate(timeout=120)
     assert run.returncode == 2 and "the disk is full; the write was undone" in err, err
     assert "Traceback" not in err and err.count("\n") <= 3, err  # one clear line (and the progress notes)
