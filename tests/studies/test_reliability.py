@@ -162,3 +162,23 @@ def test_reordered_levels_are_no_change(tmp_path: Path, fake_env: Path) -> None:
     again = optuna.load_study(study_name="rel", storage=open_storage(url))
     assert again._study_id == first_id  # not rewritten
     assert again.user_attrs["spec"]["factors"] == {"embedder.epochs": [0, 2]}
+
+
+def test_read_only_storage_is_refused_and_left_alone(small_disk: Path, tmp_path: Path, fake_env: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from studies.cli import main
+
+    old = Path(__file__).resolve().parents[1] / "data" / "studies-v0"
+    for name in ("study.db", "study.log"):  # copies: no handle of this process stays open on the disk
+        shutil.copy(old / name, small_disk / name)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)  # EROFS: read-only even for root
+    before = {p.name: p.read_bytes() for p in small_disk.iterdir()}
+    (tmp_path / "old.yaml").write_text((old / "spec.yaml").read_text())
+    for url in (f"sqlite:///{small_disk / 'study.db'}", str(small_disk / "study.log")):
+        assert main(["run", str(tmp_path / "old.yaml"), "--storage", url, "--workers", "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is read-only" in err and len(err.splitlines()) == 1, err
+        code = main(["status", "--storage", url])  # a journal reads; WAL-mode SQLite needs a writable directory
+        err = capsys.readouterr().err.strip()
+        assert code == 0 if url.endswith(".log") else (code == 2 and "copy the file somewhere writable" in err), err
+    assert {p.name: p.read_bytes() for p in small_disk.iterdir()} == before

@@ -119,6 +119,9 @@ def _open(url: str, *, must_exist: bool) -> BaseStorage:
         raise StorageError(f"--storage {url!r}: no such journal file")
     if path.exists() and not path.is_file():
         raise StorageError(f"--storage {url!r}: {str(path)!r} is not a file; name a journal file")
+    if not must_exist and not (os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))):
+        raise StorageError(f"--storage {url!r}: {str(path)!r} (or its directory, where the lock files go) is "
+                           "read-only; give a journal file in a directory you may write")
     try:
         return JournalStorage(SafeJournalFileBackend(str(path)))
     except PermissionError:

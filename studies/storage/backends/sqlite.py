@@ -84,6 +84,9 @@ def _check_file(url: str, file: Path, *, write: bool) -> None:
         with contextlib.closing(sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
+        if not os.access(file.resolve().parent, os.W_OK):
+            raise StorageError(f"--storage {url!r}: {str(file)!r} is in a read-only directory, and SQLite needs to "
+                               "write its lock files beside it even to read; copy the file somewhere writable") from None
         raise StorageError(f"--storage {url!r}: {str(file)!r} cannot be read as a SQLite database ({exc}); the file "
                            "was not changed: restore it from a copy, or give another --storage") from None
     if tables and not {"studies", "version_info"} <= tables:
