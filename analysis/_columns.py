@@ -12,12 +12,13 @@ __all__ = ["COLUMNS", "NOT_ENOUGH_DATA", "AnalysisError", "make_row", "results_f
 
 COLUMNS: tuple[str, ...] = (
     "hypothesis",  # the spec id of the hypothesis (hypothesis rows), else empty
-    "test",  # kind of test: hypothesis, correlation, anova, mixedlm, contrast, friedman, wilcoxon, power
+    "test",  # kind of test: hypothesis, correlation, anova (blocked F), contrast, friedman, wilcoxon, power
     "kind",  # hypothesis kind: no_change | no_gain | not_worse | helps | predicts | no_prediction | all_of
     "verdict",  # supported | contradicted | inconclusive | not evaluated (hypothesis rows)
     "exploratory",  # why the verdict is exploratory (margin, alpha or hypotheses differ from the recorded ones)
     "task",  # task name, or "all" for a hypothesis's combined row / a row pooled across tasks
-    "variant",  # config (correlation); paired | unpaired | matched (contrast); summary | task | level (hypothesis)
+    "variant",  # config (correlation); paired | unpaired | matched (contrast); blocked | unblocked (anova);
+    #             summary | task | level (hypothesis)
     "factor",  # factor path, e.g. embedder.epochs
     "level",  # the level compared (contrast), as text
     "reference",  # the level it is compared with, as text

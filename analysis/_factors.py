@@ -1,18 +1,28 @@
-"""Does a factor change the score? ANOVA, mixed model and contrasts per task; Friedman across tasks."""
+"""Does a factor change the score? The blocked F test and contrasts per task; Friedman across tasks.
+
+The primary test of a factor in a task is the blocked (repeated-measures) F test with seeds as blocks:
+each seed is one block (a seed draws the data split, the initialisation and the training order, so
+everything within a seed shares its draw), and the other factors' levels are averaged within each
+(seed, level) cell. This is the repeated-measures design for the factor's main effect: in a fully
+crossed within-seed layout its F with error = level × seed equals the F of the full factorial
+repeated-measures ANOVA (the other factors' sums of squares are orthogonal to it). Treating each
+(seed, other-levels) combination as an additional block would not be: those blocks share a seed, so
+the level × seed variation would be counted several times and the error df inflated
+(pseudo-replication; tests/analysis/test_calibration.py measures the over-rejection). No mixed model
+is fitted: with a handful of seeds its Wald chi-square rejected a true null about twice as often as
+alpha (issue 13, D6) and it decides nothing here.
+"""
 
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 from scipy import stats
-from statsmodels.stats.anova import anova_lm
 
 from analysis._columns import NOT_ENOUGH_DATA, AnalysisError, make_row, results_frame
 from analysis._contrasts import compare, level_text, ordered_levels, per_seed, spec_levels
@@ -20,7 +30,7 @@ from analysis._load import factor_columns
 from analysis._resampling import RandomState, adjust_pvalues, as_generator, correction_name
 from harness import contract
 
-__all__ = ["factor_tests", "resolve_levels"]
+__all__ = ["blocked_f", "factor_tests", "resolve_levels"]
 
 
 def resolve_levels(df: pd.DataFrame, factor: str, reference: Any = None) -> tuple[list[Any], Any]:
@@ -40,65 +50,95 @@ def resolve_levels(df: pd.DataFrame, factor: str, reference: Any = None) -> tupl
                         f"{[level_text(v) for v in levels]}")
 
 
-class _TaskModels:
-    """The models of one task, fitted once and shared by every factor tested in the same call.
+def blocked_f(y: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the blocked (repeated-measures) F test of the last axis on arrays ``y`` of shape ``(..., b, k)``.
 
-    Factor columns are renamed ``f0, f1, ...`` (formula terms cannot hold dots) with text levels.
+    ``y[..., i, j]`` is seed ``i``'s mean at level ``j`` (a complete two-way layout without replication:
+    b seed blocks × k levels). F = MS_level / MS_error with MS_error the level × seed interaction mean
+    square, df = (k - 1, (k - 1)(b - 1)); p from the F distribution. Vectorised over leading axes.
+    Returns ``F, p, df1, df2, ss_level, ss_error`` (``F`` and ``p`` NaN where the residual sum of squares
+    is zero up to rounding: F would be rounding noise or infinite).
     """
-
-    def __init__(self, part: pd.DataFrame, factors: Sequence[str], y: str) -> None:
-        self.names = {f: f"f{i}" for i, f in enumerate(factors)}
-        self.frame = pd.DataFrame({"y": part[y].to_numpy(float), "seed": part["seed"].map(level_text).to_numpy()})
-        for f, name in self.names.items():
-            self.frame[name] = part[f].map(level_text).to_numpy()
-        self.legend = ", ".join(f"{n} = {f}" for f, n in self.names.items())
-        self._anova: dict[bool, tuple[pd.DataFrame, float, str] | str] = {}
-        self._mixed: tuple[pd.DataFrame, str, str] | None = None
-
-    def _terms(self) -> str:
-        return " + ".join(f"C({n})" for n in self.names.values())
-
-    def anova(self, factor: str, blocked: bool) -> dict[str, Any]:
-        """Return the type II ANOVA row values of ``factor`` (seed as a block when ``blocked``)."""
-        if blocked not in self._anova:
-            formula = f"y ~ {self._terms()}" + (" + C(seed)" if blocked else "")
-            model = smf.ols(formula, self.frame).fit()
-            self._anova[blocked] = ((anova_lm(model, typ=2), float(model.df_resid), formula)
-                                    if model.df_resid >= 1 else formula)
-        fitted = self._anova[blocked]
-        if isinstance(fitted, str):
-            return {"note": f"{NOT_ENOUGH_DATA}: no residual degrees of freedom", "method": fitted}
-        table, df_resid, formula = fitted
-        term = f"C({self.names[factor]})"
-        ss, ss_res = float(table.loc[term, "sum_sq"]), float(table.loc["Residual", "sum_sq"])
-        return {"statistic": float(table.loc[term, "F"]), "df": float(table.loc[term, "df"]), "df2": df_resid,
-                "p_val": float(table.loc[term, "PR(>F)"]), "p_kind": "F",
-                "effect_size": ss / (ss + ss_res) if ss + ss_res > 0 else math.nan,
-                "effect_type": "partial_eta_sq", "method": f"OLS type II: {formula} ({self.legend})"}
-
-    def mixed(self, factor: str) -> dict[str, Any]:
-        """Return the Wald chi-square row values of ``factor`` in the seed random-intercept model."""
-        if self._mixed is None:
-            formula = f"y ~ {self._terms()}"
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = smf.mixedlm(formula, self.frame, groups=self.frame["seed"]).fit()
-                table = result.wald_test_terms(scalar=True).table
-            notes = sorted({str(w.message).splitlines()[0][:70] for w in caught
-                            if "Convergence" in type(w.message).__name__})
-            note = (f"{len(notes)} ConvergenceWarning(s) from statsmodels, e.g. {notes[-1]}" if notes else "")
-            self._mixed = (table, formula, note)
-        table, formula, note = self._mixed
-        row = table.loc[f"C({self.names[factor]})"]
-        return {"statistic": float(row["statistic"]), "df": float(row["df_constraint"]),
-                "p_val": float(row["pvalue"]), "p_kind": "chi2", "note": note,
-                "method": f"MixedLM {formula}, seed random intercept; Wald chi2 ({self.legend})"}
+    y = np.asarray(y, float)
+    b, k = y.shape[-2], y.shape[-1]
+    grand = y.mean(axis=(-2, -1), keepdims=True)
+    level = y.mean(axis=-2, keepdims=True)
+    seed = y.mean(axis=-1, keepdims=True)
+    ss_level = b * ((level - grand) ** 2).sum(axis=(-2, -1))
+    ss_error = ((y - level - seed + grand) ** 2).sum(axis=(-2, -1))
+    df1, df2 = k - 1.0, (k - 1.0) * (b - 1.0)
+    scale = np.abs(y).max(axis=(-2, -1))
+    degenerate = ~(ss_error > b * k * (1e-12 * scale) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(degenerate, np.nan, (ss_level / df1) / (ss_error / df2))
+    p = np.where(degenerate, np.nan, stats.f.sf(f, df1, df2))
+    return {"F": f, "p": p, "df1": np.float64(df1), "df2": np.float64(df2), "ss_level": ss_level,
+            "ss_error": ss_error}
 
 
-def _seeds_shared(part: pd.DataFrame, factor: str) -> bool:
-    seeds_per_level = part.groupby(factor, observed=True)["seed"].apply(lambda s: frozenset(s.dropna()))
-    common = frozenset.intersection(*seeds_per_level) if len(seeds_per_level) else frozenset()
-    return len(common) >= 2
+_BLOCKED_METHOD = ("blocked F (repeated measures): level × seed without replication, other factors averaged "
+                   "within each (seed, level); error = level × seed interaction")
+
+
+def _complete_blocks(part: pd.DataFrame, factor: str, others: Sequence[str], y: str) -> tuple[pd.DataFrame, str]:
+    """Return the seeds × levels table of complete blocks (seeds that have every cell of the task) and a note."""
+    cells = part[[factor, *others]].map(level_text).astype(str).agg("\x1f".join, axis=1)
+    wanted = cells.nunique()
+    per_seed_cells = cells.groupby(part["seed"]).nunique()
+    complete = per_seed_cells.index[per_seed_cells == wanted]
+    notes = []
+    dropped = len(per_seed_cells) - len(complete)
+    if dropped:
+        notes.append(f"{dropped} of {len(per_seed_cells)} seed(s) lack a cell (level × other factors) and were "
+                     "dropped from the blocked F")
+    kept = part[part["seed"].isin(complete)]
+    # Mean over any repeats of a cell first, then over the other factors' levels: each cell weighs the same.
+    cell_means = kept.groupby(["seed", factor, *others], observed=True)[y].mean().reset_index()
+    table = cell_means.groupby(["seed", factor], observed=True)[y].mean().unstack(factor)
+    table.columns = [level_text(c) for c in table.columns]
+    return table, "; ".join(notes)
+
+
+def _unblocked_f(table: pd.DataFrame) -> dict[str, Any]:
+    groups = [table[c].dropna().to_numpy(float) for c in table.columns]
+    n, k = sum(len(g) for g in groups), len(groups)
+    if n - k < 1 or any(len(g) == 0 for g in groups):
+        return {"note": f"{NOT_ENOUGH_DATA}: seeds are not shared across levels and too few for a one-way F"}
+    pooled = np.concatenate(groups)
+    ss_level = sum(len(g) * (g.mean() - pooled.mean()) ** 2 for g in groups)
+    ss_error = sum(((g - g.mean()) ** 2).sum() for g in groups)
+    if not ss_error > n * (1e-12 * np.abs(pooled).max()) ** 2:
+        return {"note": "not evaluated: zero variance within levels (F undefined)", "n": n}
+    f = (ss_level / (k - 1)) / (ss_error / (n - k))
+    return {"variant": "unblocked", "n": n, "statistic": float(f), "df": k - 1.0, "df2": float(n - k),
+            "p_val": float(stats.f.sf(f, k - 1, n - k)), "p_kind": "F",
+            "effect_size": float(ss_level / (ss_level + ss_error)), "effect_type": "partial_eta_sq",
+            "method": "one-way F on per-seed means (seeds not shared across levels, so no blocks)"}
+
+
+def _factor_f(part: pd.DataFrame, factor: str, others: Sequence[str], y: str) -> dict[str, Any]:
+    """Return the row values of the primary F test of ``factor`` in one task (blocked, else unblocked)."""
+    finite = part[np.isfinite(part[y].to_numpy(float))]
+    notes = [f"{len(part) - len(finite)} trial(s) with a non-finite score left out"] if len(finite) < len(part) else []
+    table, note = _complete_blocks(finite, factor, others, y)
+    notes += [note] if note else []
+    k = finite[factor].map(level_text).nunique()
+    if len(table) >= 2 and table.shape[1] == k >= 2:
+        res = blocked_f(table.to_numpy(float))
+        values: dict[str, Any] = {"variant": "blocked", "n": len(table), "df": float(res["df1"]),
+                                  "df2": float(res["df2"]), "p_kind": "F", "method": _BLOCKED_METHOD}
+        ss, err = float(res["ss_level"]), float(res["ss_error"])
+        if np.isnan(res["F"]):
+            notes.append("not evaluated: zero residual (level × seed) variance, F undefined")
+        else:
+            values.update(statistic=float(res["F"]), p_val=float(res["p"]), effect_size=ss / (ss + err),
+                          effect_type="partial_eta_sq")
+        return {**values, "note": "; ".join(notes)}
+    seeds_per_level = finite.groupby(factor, observed=True)["seed"].nunique()
+    if finite.groupby("seed")[factor].nunique().max() <= 1 and len(seeds_per_level) >= 2:
+        values = _unblocked_f(per_seed(finite, factor, y).rename(columns=level_text))
+        return {**values, "note": "; ".join(notes + ([values["note"]] if "note" in values else []))}
+    return {"n": len(table), "note": "; ".join(notes + [f"{NOT_ENOUGH_DATA}: needs 2 seeds with every cell"])}
 
 
 def _across_tasks(means: pd.DataFrame, factor: str, common: dict[str, Any], correction: str) -> list[dict[str, Any]]:
@@ -145,19 +185,23 @@ def factor_tests(
     correction: str = "holm",
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Return ANOVA, mixed-model and contrast rows per task, and across-task rows, for one factor (or several).
+    """Return blocked-F and contrast rows per task, and across-task rows, for one factor (or several).
 
     Input: the tidy trials frame of :func:`load_trials` (one row per trial; columns ``by``, ``seed``,
-    ``factor``, ``y`` and the other factors). Per task: OLS type II ANOVA of ``y`` on every factor
-    that varies in the task (plus seed as a block when seeds are shared across the factor's levels)
-    with partial eta²; a mixed model with a seed random intercept when 3+ seeds are shared; and one
-    ``contrast`` row per level against ``reference`` on per-seed means (other factors averaged),
-    paired by seed when two or more seeds are shared (``effect_type = hedges_g_av``), else explicitly
-    unpaired Welch (``hedges_g``); ``p_val`` is the t-test's, ``p_perm`` the sign-flip (label)
-    permutation's. Contrast ``p_adj`` is corrected over ``family``: None = the factor's contrasts in
-    this call, ``"task"`` = each task separately, any other text = a label for them. Across 3+
-    tasks: Friedman over per-task means (3+ levels), then pairwise Wilcoxon with ``correction``.
-    Several factors share each task's model fits; ``reference`` then applies to none of them.
+    ``factor``, ``y`` and the other factors). Per task: one ``anova`` row, the blocked
+    (repeated-measures) F test with seeds as blocks (``variant = blocked``; see the module docstring
+    and :func:`blocked_f`): seeds lacking any cell of the task are dropped (the note counts them), the
+    other factors that vary in the task are averaged within each (seed, level), and
+    F = MS_level / MS_(level × seed) with df = (k - 1, (k - 1)(b - 1)), partial eta² =
+    SS_level / (SS_level + SS_error). When no seed has two levels (disjoint seeds) it is a one-way F on
+    per-seed means (``variant = unblocked``). A zero residual variance gives a note, not a p-value.
+    ``p_adj`` is Holm (``correction``) over tasks. Then one ``contrast`` row per level against
+    ``reference`` on per-seed means (other factors averaged), paired by seed when two or more seeds are
+    shared (``effect_type = hedges_g_av``), else explicitly unpaired Welch (``hedges_g``); ``p_val`` is
+    the t-test's, ``p_perm`` the sign-flip (label) permutation's. Contrast ``p_adj`` is corrected over
+    ``family``: None = the factor's contrasts in this call, ``"task"`` = each task separately, any other
+    text = a label for them. Across 3+ tasks: Friedman over per-task means (3+ levels), then pairwise
+    Wilcoxon with ``correction``. ``reference`` applies only when one factor is given.
     """
     factors = [factor] if isinstance(factor, str) else list(factor)
     if y not in df.columns or by not in df.columns or "seed" not in df.columns:
@@ -165,20 +209,20 @@ def factor_tests(
     correction_name(correction)
     rng = as_generator(random_state)
     data = df.dropna(subset=[y])
-    models: dict[str, _TaskModels] = {}
+    varying: dict[str, list[str]] = {}
     for task, part in data.groupby(by, sort=True):
-        varying = [f for f in factor_columns(df) if f not in (by, "seed", y) and part[f].nunique(dropna=True) > 1]
-        models[str(task)] = _TaskModels(part, varying, y)
+        varying[str(task)] = [f for f in factor_columns(df)
+                              if f in part.columns and f not in (by, "seed", y) and part[f].nunique(dropna=True) > 1]
     rows: list[dict[str, Any]] = []
     for f in factors:
         ref = reference if len(factors) == 1 else None
-        rows.extend(_one_factor(data, f, ref, y, by, family, n_resamples, rng, correction, confidence, models))
+        rows.extend(_one_factor(data, f, ref, y, by, family, n_resamples, rng, correction, confidence, varying))
     return results_frame(rows)
 
 
 def _one_factor(data: pd.DataFrame, factor: str, reference: Any, y: str, by: str, family: str | None,
                 n_resamples: int, rng: np.random.Generator, correction: str, confidence: float,
-                models: dict[str, _TaskModels]) -> list[dict[str, Any]]:
+                varying: dict[str, list[str]]) -> list[dict[str, Any]]:
     levels, ref = resolve_levels(data, factor, reference)
     common = {"factor": factor, "y": y, "confidence": confidence, "alternative": "two-sided",
               "correction": correction_name(correction)}
@@ -192,18 +236,9 @@ def _one_factor(data: pd.DataFrame, factor: str, reference: Any, y: str, by: str
                 rows.append(make_row(**common, test=test, task=task, n=len(part),
                                      note=f"{NOT_ENOUGH_DATA}: fewer than two levels of {factor}"))
             continue
-        task_models = models[str(task)]
-        shared = _seeds_shared(part, factor)
-        for test in ("anova", "mixedlm"):
-            if test == "mixedlm" and not (shared and part["seed"].nunique() >= 3):
-                rows.append(make_row(**common, test=test, task=task, n=len(part),
-                                     note=f"{NOT_ENOUGH_DATA}: needs 3 seeds shared across levels"))
-                continue
-            try:
-                values = task_models.anova(factor, shared) if test == "anova" else task_models.mixed(factor)
-            except (ValueError, np.linalg.LinAlgError, KeyError) as exc:
-                values = {"note": f"model failed: {type(exc).__name__}: {exc}"[:200]}
-            rows.append(make_row(**common, test=test, task=task, n=len(part), family=f"{test} {factor}", **values))
+        others = [f for f in varying[str(task)] if f != factor]
+        rows.append(make_row(**common, test="anova", task=task, family=f"anova {factor}",
+                             **{"n": len(part), **_factor_f(part, factor, others, y)}))
         table = per_seed(part, factor, y)
         table.columns = [level_text(c) for c in table.columns]
         task_means[str(task)] = table.mean(axis=0)
@@ -221,10 +256,9 @@ def _one_factor(data: pd.DataFrame, factor: str, reference: Any, y: str, by: str
                 contrast_rows.append(make_row(**base, note=f"{NOT_ENOUGH_DATA}: fewer than two seeds a level"))
             else:
                 contrast_rows.append(make_row(**base, **result.as_row()))
-    for test in ("anova", "mixedlm"):
-        idx = [i for i, r in enumerate(rows) if r["test"] == test]
-        for i, p in zip(idx, adjust_pvalues([rows[i]["p_val"] for i in idx], correction)):
-            rows[i]["p_adj"] = p
+    idx = [i for i, r in enumerate(rows) if r["test"] == "anova"]
+    for i, p in zip(idx, adjust_pvalues([rows[i]["p_val"] for i in idx], correction)):
+        rows[i]["p_adj"] = p
     label = family if family not in (None, "task") else f"contrasts {factor}"
     groups = ([[r for r in contrast_rows if r["task"] == t] for t in dict.fromkeys(r["task"] for r in contrast_rows)]
               if family == "task" else [contrast_rows])

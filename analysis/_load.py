@@ -40,6 +40,11 @@ _RESERVED = {TRIAL, _TASK, _SEED, contract.CELL, *OUTCOME_COLUMNS, *_OPTIONAL_TE
 _STEP, _OTDD = "step", "otdd"
 
 
+BASELINE_COLUMNS = (TRIAL, _TASK, _SEED, contract.BASELINE, contract.METRIC, contract.DIRECTION, contract.VAL_SCORE,
+                    contract.TEST_SCORE, contract.SECONDS)
+"""Columns of ``StudyData.baselines``: one row per COMPLETE baseline trial."""
+
+
 @dataclass(frozen=True)
 class StudyData:
     """One study read back from storage.
@@ -56,6 +61,8 @@ class StudyData:
         failures: ``trial, task, seed, error`` for every FAIL trial.
         artifact_dir: the study's artifact directory, or None.
         study: the loaded :class:`optuna.Study` (for artifacts and notes).
+        baselines: ``trial, task, seed, baseline, metric, direction, val_score, test_score, seconds``
+            of each COMPLETE classical-baseline trial (a spec's ``baselines:``); kept out of ``trials``.
     """
 
     name: str
@@ -67,6 +74,7 @@ class StudyData:
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     artifact_dir: str | None = None
     study: optuna.Study | None = None
+    baselines: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(BASELINE_COLUMNS)))
 
 
 def _describe(storage: str | BaseStorage) -> str:
@@ -185,6 +193,7 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    baselines: list[dict[str, Any]] = []
     keys: set[str] = set()
     for t in sorted(trials, key=lambda tr: tr.number):
         if t.state != TrialState.COMPLETE:
@@ -199,6 +208,9 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
             continue
         keys.add(key)
         counts["COMPLETE"] += 1
+        if t.params.get(contract.BASELINE) is not None:  # a classical baseline: kept apart from the ORCA rows
+            baselines.append(_baseline_row(t))
+            continue
         row = _row(t, factors)
         rows.append(row)
         curve = t.user_attrs.get(contract.OTDD_CURVE)
@@ -227,7 +239,20 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
         failures=pd.DataFrame(failures, columns=[TRIAL, _TASK, _SEED, contract.ERROR]),
         artifact_dir=str(artifact_dir) if artifact_dir else None,
         study=study,
+        baselines=pd.DataFrame(baselines, columns=list(BASELINE_COLUMNS)),
     )
+
+
+
+
+
+def _baseline_row(t: FrozenTrial) -> dict[str, Any]:
+    ua = t.user_attrs
+    return {TRIAL: t.number, _TASK: str(t.params.get(_TASK)), _SEED: t.params.get(_SEED),
+            contract.BASELINE: str(t.params[contract.BASELINE]), contract.METRIC: ua.get(contract.METRIC),
+            contract.DIRECTION: ua.get(contract.DIRECTION), contract.VAL_SCORE: _number(ua.get(contract.VAL_SCORE)),
+            contract.TEST_SCORE: _number(ua.get(contract.TEST_SCORE)),
+            contract.SECONDS: _number(ua.get(contract.SECONDS))}
 
 
 def _trials_frame(rows: list[dict[str, Any]], factors: Sequence[str]) -> pd.DataFrame:

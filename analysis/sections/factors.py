@@ -1,4 +1,4 @@
-"""One subsection per varying factor: contrasts, models per task and across tasks, and seeds needed."""
+"""One subsection per varying factor: contrasts, the blocked F per task, tests across tasks, and seeds needed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pandas as pd
 
 from analysis._factors import factor_tests
 from analysis._figures import factor_figure
+from analysis._hypotheses import one_per_cell
 from analysis._load import varying_factors
 from analysis._power import seeds_needed
 from analysis._render import Document
@@ -13,15 +14,15 @@ from analysis.sections._section import ReportView, Section, TestInputs, pick
 
 __all__ = ["FACTORS"]
 
-_MODEL_TESTS = ("anova", "mixedlm", "friedman", "wilcoxon")
+_MODEL_TESTS = ("anova", "friedman", "wilcoxon")
 
 
 def _tests(inputs: TestInputs) -> pd.DataFrame:
     """Return :func:`analysis.factor_tests` rows of every varying factor, then their ``power`` rows."""
-    df, y = inputs.trials, inputs.y
+    df, _ = one_per_cell(inputs.trials)  # search studies: the protocol's pick per cell is the observation
+    y = inputs.y
     factors = varying_factors(df)
     (seed,) = inputs.random_states
-    # One call for every factor, so each task's OLS and mixed models are fitted once.
     parts = [factor_tests(df, factors, y=y, n_resamples=inputs.n_resamples, random_state=seed)]
     parts += [seeds_needed(df, factor, y=y) for factor in factors]
     return pd.concat(parts, ignore_index=True)
@@ -40,9 +41,12 @@ def _render(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:
         doc.table(pick(mine[mine["test"] == "contrast"],
                        ["task", "level", "reference", "variant", "n", "estimate", "ci_low", "ci_high", "effect_size",
                         "effect_type", "p_val", "p_perm", "p_adj", "note"]))
-        doc.para("Models per task (OLS type II ANOVA, mixed model with a seed random intercept) and across tasks:")
+        doc.para("Per task: the blocked (repeated-measures) F test, seeds as blocks, the other factors averaged "
+                 "within each (seed, level); F = MS_level / MS_(level × seed), df = (k - 1, (k - 1)(b - 1)), "
+                 "Holm over tasks. No mixed model is fitted (with few seeds its Wald test does not hold alpha). "
+                 "Across tasks: Friedman over per-task means, then Wilcoxon:")
         doc.table(pick(mine[mine["test"].isin(_MODEL_TESTS)],
-                       ["test", "task", "level", "reference", "n", "statistic", "df", "df2", "p_val", "p_adj",
+                       ["test", "variant", "task", "level", "reference", "n", "statistic", "df", "df2", "p_val", "p_adj",
                         "effect_size", "effect_type", "note"]))
         doc.para("Seeds needed for 80% power at alpha = 0.05 to detect the observed effect:")
         doc.table(pick(mine[mine["test"] == "power"],
@@ -51,4 +55,4 @@ def _render(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:
 
 
 FACTORS = Section("factors", "Evidence", _render, _tests, random_states=1)
-"""Per-factor tests (ANOVA, mixed model, contrasts, Friedman/Wilcoxon, power) and their figure."""
+"""Per-factor tests (blocked F, contrasts, Friedman/Wilcoxon, power) and their figure."""

@@ -161,3 +161,51 @@ def test_correlation_rules_at_rho_weak(n: int) -> None:
 def test_all_nan_units_are_not_evaluated() -> None:
     out = verdict_of(across_all(Shown(np.full((2, 3), np.nan), np.full((2, 3), np.nan))), ALPHA)
     assert list(out) == ["not evaluated", "not evaluated"]
+
+
+# Item 6: the blocked (repeated-measures) F test of a factor, seeds as blocks.
+F_SEEDS, F_LEVELS = 5, 3
+SEED_SD = 0.05  # seed effects (split, initialisation) five times the noise: blocks matter
+
+
+def _layout(level_effects: np.ndarray, *, seed: int, others: int = 1, interaction: float = 0.0,
+            noise: float = SD) -> np.ndarray:
+    """Return REPS layouts (REPS, seeds, levels, other-factor levels) with seed effects and optional
+    random level × seed interaction (each seed's own level effects, mean zero)."""
+    rng = np.random.default_rng(seed)
+    shape = (REPS, F_SEEDS, F_LEVELS, others)
+    y = 0.7 + rng.normal(0.0, SEED_SD, (REPS, F_SEEDS, 1, 1)) + np.asarray(level_effects)[:, None]
+    y = y + np.linspace(0.0, 0.02, others) + rng.normal(0.0, SEED_SD, (REPS, F_SEEDS, 1, others))  # other factor
+    y = y + rng.normal(0.0, interaction, (REPS, F_SEEDS, F_LEVELS, 1)) if interaction else y
+    return y + rng.normal(0.0, noise, shape)
+
+
+def test_blocked_f_holds_alpha_with_seed_effects_and_has_power() -> None:
+    from analysis._factors import blocked_f
+
+    size = float(np.mean(blocked_f(_layout(np.zeros(F_LEVELS), seed=50).mean(-1))["p"] < ALPHA))
+    alternative = np.array([0.0, M, 2 * M])  # level effects 0, m, 2m with noise SD m
+    power = float(np.mean(blocked_f(_layout(alternative, seed=51).mean(-1))["p"] < ALPHA))
+    df1, df2 = F_LEVELS - 1, (F_LEVELS - 1) * (F_SEEDS - 1)
+    lam = F_SEEDS * float(np.sum((alternative - alternative.mean()) ** 2)) / SD**2
+    predicted = float(stats.ncf.sf(stats.f.isf(ALPHA, df1, df2), df1, df2, lam))  # noncentral F power
+    print(f"\nblocked F, {F_SEEDS} seeds x {F_LEVELS} levels, df ({df1}, {df2}), {REPS} replicates: size {size:.4f} "
+          f"(limit {LIMIT:.4f}); power {power:.3f} at level effects (0, m, 2m), noise SD m "
+          f"(noncentral F: {predicted:.3f}, lambda {lam:g})")
+    assert size <= LIMIT
+    assert power >= 0.5 and abs(power - predicted) <= 4 * math.sqrt(predicted * (1 - predicted) / REPS)
+
+
+def test_blocked_f_averages_other_factors_within_seed() -> None:
+    # The design choice: the other factor's levels are averaged within (seed, level). Each seed has its own
+    # level effects (random level x seed interaction, mean zero: the null is true). Averaging keeps alpha;
+    # treating each (seed, other level) as an additional block pseudo-replicates the seed and over-rejects.
+    from analysis._factors import blocked_f
+
+    y = _layout(np.zeros(F_LEVELS), seed=52, others=3, interaction=SD, noise=SD / 2)
+    averaged = float(np.mean(blocked_f(y.mean(-1))["p"] < ALPHA))
+    extra_blocks = np.moveaxis(y, -1, -2).reshape(REPS, F_SEEDS * 3, F_LEVELS)
+    pseudo = float(np.mean(blocked_f(extra_blocks)["p"] < ALPHA))
+    print(f"\nblocked F with a random level x seed interaction, 3 levels of another factor: size {averaged:.4f} "
+          f"(other factor averaged within seed) vs {pseudo:.4f} ((seed, other level) as extra blocks)")
+    assert averaged <= LIMIT and pseudo > LIMIT

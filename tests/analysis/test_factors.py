@@ -1,4 +1,4 @@
-"""Factor tests pinned to statsmodels and scipy: ANOVA, mixed model, paired contrasts, Friedman."""
+"""Factor tests pinned to statsmodels and scipy: blocked F (AnovaRM, by hand), paired contrasts, Friedman."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import statsmodels.formula.api as smf
 from analysis_synthetic import trials_frame
 from scipy import stats
-from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.anova import AnovaRM
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
 from analysis import NOT_ENOUGH_DATA, AnalysisError, factor_tests
 from analysis._contrasts import compare
+from analysis._factors import blocked_f
 
 PROXY = {"embedder.proxy": ["cifar", "fake", "vocab"], "embedder.epochs": [0, 5]}
 EFFECT = {"cifar": 0.0, "fake": 0.03, "vocab": -0.01}
@@ -41,28 +41,49 @@ def plain(df: pd.DataFrame) -> pd.DataFrame:
                          "seed": df["seed"]})
 
 
-def test_anova_matches_statsmodels(df: pd.DataFrame, out: pd.DataFrame) -> None:
-    # Reference: anova_lm(ols("y ~ C(proxy) + C(epochs) + C(seed)").fit(), typ=2)
-    model = smf.ols("y ~ C(proxy) + C(epochs) + C(seed)", plain(df)).fit()
-    table = anova_lm(model, typ=2)
-    row = out[out["test"] == "anova"].iloc[0]
-    np.testing.assert_allclose(row["statistic"], table.loc["C(proxy)", "F"])
-    np.testing.assert_allclose(row["p_val"], table.loc["C(proxy)", "PR(>F)"])
-    assert row["df"] == 2 and row["df2"] == model.df_resid
-    ss, res = table.loc["C(proxy)", "sum_sq"], table.loc["Residual", "sum_sq"]
-    np.testing.assert_allclose(row["effect_size"], ss / (ss + res))
-    assert row["effect_type"] == "partial_eta_sq"
-
-
-@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.ConvergenceWarning")
-def test_mixed_model_matches_statsmodels(df: pd.DataFrame, out: pd.DataFrame) -> None:
-    # Reference: mixedlm("y ~ C(proxy) + C(epochs)", groups=seed).fit().wald_test_terms()
+def test_blocked_f_matches_statsmodels_anovarm(df: pd.DataFrame, out: pd.DataFrame) -> None:
+    # Reference: AnovaRM with seed as subject, the other factor averaged per (seed, level) ...
     data = plain(df).assign(proxy=lambda f: f["proxy"].astype(str), epochs=lambda f: f["epochs"].astype(str))
-    result = smf.mixedlm("y ~ C(proxy) + C(epochs)", data, groups=data["seed"]).fit()
-    wald = result.wald_test_terms(scalar=True).table.loc["C(proxy)"]
-    row = out[out["test"] == "mixedlm"].iloc[0]
-    np.testing.assert_allclose(row["statistic"], wald["statistic"], rtol=1e-6)
-    np.testing.assert_allclose(row["p_val"], wald["pvalue"], rtol=1e-5)
+    ref = AnovaRM(data, "y", "seed", within=["proxy"], aggregate_func="mean").fit().anova_table.loc["proxy"]
+    # ... which is the proxy row of the full two-factor repeated-measures ANOVA (the design the docstring names).
+    full = AnovaRM(data, "y", "seed", within=["proxy", "epochs"]).fit().anova_table.loc["proxy"]
+    row = out[out["test"] == "anova"].iloc[0]
+    assert row["variant"] == "blocked" and row["n"] == 6
+    assert (row["df"], row["df2"]) == (2, 10) == (ref["Num DF"], ref["Den DF"])
+    np.testing.assert_allclose([row["statistic"], row["p_val"]], [ref["F Value"], ref["Pr > F"]], rtol=1e-10)
+    np.testing.assert_allclose([row["statistic"], row["p_val"]], [full["F Value"], full["Pr > F"]], rtol=1e-10)
+
+
+def test_blocked_f_by_hand() -> None:
+    # Two-way layout without replication, 3 seeds x 2 levels, worked through by hand.
+    y = np.array([[1.0, 3.0], [2.0, 3.0], [3.0, 6.0]])
+    # grand 3; level means 2, 4 -> SS_level = 3 * (1 + 1) = 6; seed means 2, 2.5, 4.5;
+    # residuals y - level - seed + grand: [0, 0, ...] -> [[0, 0], [0.5, -0.5], [-0.5, 0.5]] -> SS_error = 1.
+    res = blocked_f(y)
+    assert (res["df1"], res["df2"]) == (1, 2)
+    np.testing.assert_allclose([res["ss_level"], res["ss_error"], res["F"]], [6.0, 1.0, 12.0])
+    np.testing.assert_allclose(res["p"], stats.f.sf(12.0, 1, 2))
+    # Two levels: F equals the paired t squared.
+    t = stats.ttest_rel(y[:, 1], y[:, 0])
+    np.testing.assert_allclose([res["F"], res["p"]], [t.statistic ** 2, t.pvalue])
+    # Zero residual variance (an exactly additive table) is not a test.
+    assert np.isnan(blocked_f(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))["p"])
+
+
+def test_blocked_f_drops_incomplete_seeds_and_disjoint_seeds_are_unblocked(df: pd.DataFrame) -> None:
+    holed = df.drop(df[(df["seed"] == 0) & (df["embedder.proxy"] == "fake") & (df["embedder.epochs"] == 5)].index)
+    row = factor_tests(holed, "embedder.proxy", n_resamples=99, random_state=0).query("test == 'anova'").iloc[0]
+    assert row["n"] == 5 and row["df2"] == 8 and "1 of 6 seed(s) lack a cell" in row["note"]
+    rows = [{"task": "a", "seed": s, "f": lv, "test_score": v}
+            for lv, seeds, vals in (("x", range(0, 4), [0.70, 0.72, 0.69, 0.71]),
+                                    ("y", range(4, 8), [0.75, 0.74, 0.78, 0.76]))
+            for s, v in zip(seeds, vals)]
+    disjoint = pd.DataFrame(rows)
+    disjoint.attrs["factors"] = ["f"]
+    row = factor_tests(disjoint, "f", n_resamples=99, random_state=0).query("test == 'anova'").iloc[0]
+    ref = stats.f_oneway([0.70, 0.72, 0.69, 0.71], [0.75, 0.74, 0.78, 0.76])  # reference
+    assert row["variant"] == "unblocked"
+    np.testing.assert_allclose([row["statistic"], row["p_val"]], [ref.statistic, ref.pvalue])
 
 
 def test_paired_contrasts_match_scipy(df: pd.DataFrame, out: pd.DataFrame) -> None:
@@ -141,9 +162,9 @@ def test_reference_and_family_options(df: pd.DataFrame) -> None:
 def test_several_factors_in_one_call_match_separate_calls(df: pd.DataFrame) -> None:
     both = factor_tests(df, ["embedder.proxy", "embedder.epochs"], n_resamples=99, random_state=0)
     alone = factor_tests(df, "embedder.epochs", n_resamples=99, random_state=0)
-    for test in ("anova", "mixedlm"):
-        np.testing.assert_allclose(both.query("test == @test and factor == 'embedder.epochs'")["statistic"],
-                                   alone.query("test == @test")["statistic"])
+    np.testing.assert_allclose(both.query("test == 'anova' and factor == 'embedder.epochs'")["statistic"],
+                               alone.query("test == 'anova'")["statistic"])
+    assert "mixedlm" not in set(both["test"])
 
 
 def test_one_level_or_one_seed_gives_notes_not_crashes() -> None:
@@ -154,7 +175,8 @@ def test_one_level_or_one_seed_gives_notes_not_crashes() -> None:
     out = factor_tests(one_seed, "embedder.proxy", n_resamples=99, random_state=0)
     contrast = out[out["test"] == "contrast"].iloc[0]
     assert np.isnan(contrast["p_val"]) and NOT_ENOUGH_DATA in contrast["note"]
-    assert NOT_ENOUGH_DATA in out[out["test"] == "mixedlm"].iloc[0]["note"]
+    anova = out[out["test"] == "anova"].iloc[0]
+    assert np.isnan(anova["p_val"]) and NOT_ENOUGH_DATA in anova["note"]
 
 
 def test_identical_difference_on_every_seed() -> None:

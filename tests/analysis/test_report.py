@@ -48,7 +48,9 @@ def test_report_files(report: Path) -> None:
         assert (out / name).stat().st_size > 0, name
     tests = pd.read_csv(out / "tests.csv", keep_default_na=False, dtype=str)
     assert tuple(tests.columns) == COLUMNS
-    assert {"hypothesis", "correlation", "anova", "mixedlm", "contrast", "power"} <= set(tests["test"])
+    assert {"hypothesis", "correlation", "anova", "contrast", "power"} <= set(tests["test"])
+    assert "mixedlm" not in set(tests["test"])  # the mixed model is dropped (issue 13, item 6)
+    assert set(tests.loc[tests["test"] == "anova", "variant"]) == {"blocked"}
     assert set(tests.loc[tests["test"] == "hypothesis", "hypothesis"]) == {"body-critical"}
     assert "trial" not in set(tests.loc[tests["test"] == "correlation", "variant"])  # no pseudo-replicated rows
     assert "\\toprule" in (out / "tables.tex").read_text(encoding="utf-8")
