@@ -96,6 +96,10 @@ class EmbedderConfig:
     max_per_class: int | None = None
     """ORCA's ``maxsamples`` for the orca-* objectives: each step holds, per target class, whole batches of
     ``finetune.batch_size`` rows until past this many (ORCA: 128; 64 for DeepSEA); None holds every row."""
+    cache_stage1: bool = True
+    """Reuse the aligned embedder (and its OTDD curve and the RNG state after alignment) of an earlier trial
+    with the same stage-1 settings, from ``$ORCA_ABLATE_CACHE/stage1`` (see :mod:`harness.stage1_cache`);
+    the result is the same as aligning again. False always aligns and writes nothing."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,11 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     freeze: str = "none"
     """'+'-joined parts from embedder, body, head, or a body mode: layernorm-only, non-attention."""
+    checkpoint: str = "auto"
+    """Checkpoint after every epoch into the trial's checkpoint folder (``run_trial(..., checkpoint_dir=)``), so
+    that a re-run resumes: on, off, or auto (on when fine-tuning plans at least 1,000 training batches,
+    epochs x batches per epoch; see :data:`harness.checkpoints.AUTO_CHECKPOINT_BATCHES`). Without a folder,
+    auto does not checkpoint and on is an error."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class TrialConfig:
     device: str = "auto"
     preset: str | None = None
     """A published recipe under the explicit settings (``orca``; see :mod:`harness.presets`); None: none."""
+    baseline: str | None = None
+    """A classical baseline run instead of the ORCA trial, on the same splits (``knn``, ``minirocket``, ...;
+    see :mod:`harness.baselines`); None: the ORCA trial. A spec's ``baselines:`` sets it per cell."""
     data: DataConfig = field(default_factory=DataConfig)
     body: BodyConfig = field(default_factory=BodyConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)

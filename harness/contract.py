@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 __all__ = [
-    "ARTIFACT_DIR", "ATTEMPT", "BASE_CONFIG", "BEST_EPOCH", "CELL", "CHECKED_NAMES", "CONFIG", "CREATED_BY",
+    "ARTIFACT_DIR", "ATTEMPT", "BASELINE", "BASE_CONFIG", "BEST_EPOCH", "CELL", "CHECKED_NAMES", "CONFIG", "CREATED_BY",
     "DEFAULT_STORAGE", "DETAILS", "DEVICE", "DIRECTION", "ERROR", "EXTENSION_COPY_COMPLETE", "FACTORS",
     "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MODALITY", "OTDD_AFTER",
     "OTDD_BEFORE", "OTDD_CURVE", "OWNER_HOST", "OWNER_PID", "PARAM_SEED", "PARAM_TASK", "PEAK_MEM_MB",
@@ -62,6 +62,8 @@ RESULT_ATTRS = (OTDD_BEFORE, OTDD_AFTER, OTDD_CURVE, VAL_SCORE, TEST_SCORE, METR
 # -- trial params and user attrs a study writes ------------------------------------------------
 PARAM_TASK = "task"
 PARAM_SEED = "seed"
+BASELINE = "baseline"
+"""The trial param (and TrialConfig field) of a baseline cell: which classical baseline ran instead of ORCA."""
 """Every cell's trial params: the task, each factor path as written in the spec, the seed."""
 CELL = "cell"
 """Canonical JSON of the cell's task, factor levels and seed."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.contract import CELL
+from harness.contract import BASELINE, CELL
 
 from ..spec import Cell, StudySpec, expand_cells
 from ..storage import load_study, open_storage, stored_spec
@@ -56,6 +56,9 @@ class StudyStatus:
         groups: list[tuple[str, Sequence[Any]]] = [("task", self.spec.tasks)]
         groups += [(f.path, f.levels) for f in self.spec.factors]
         groups += [("seed", self.spec.seeds)]
+        baselines = list(dict.fromkeys(name for _, names in self.spec.baselines for name in names))
+        if baselines:
+            groups += [(BASELINE, baselines)]
         for path, levels in groups:
             for level in levels:
                 members = [c for c in self.cells if _level(c.cell, path) == level
@@ -119,7 +122,11 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _level(cell: Cell, path: str) -> Any:
-    return cell.params()[path]
+    return cell.params().get(path, _ABSENT)
+
+
+_ABSENT = object()
+"""The level of a factor in a cell that does not have it (a baseline cell has no factor levels)."""
 
 
 def _show(value: Any) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.config import TrialConfig
-from harness.contract import PARAM_SEED, PARAM_TASK
+from harness.contract import BASELINE, PARAM_SEED, PARAM_TASK
 
 from ._model import StudySpec
 from ._types import Scalar
@@ -42,11 +42,16 @@ class Cell:
     seed: int
     slot: int = 0
     """Index of the search trial within the cell; always 0 without ``search:``."""
+    baseline: str | None = None
+    """A classical baseline cell (no factor levels), or None for an ORCA cell."""
 
     @property
     def key(self) -> str:
-        """Return the cell key (task, factors and seed; the ``cell`` user attr)."""
-        return cell_key(self.task, dict(self.levels), self.seed)
+        """Return the cell key (task, factors or baseline, and seed; the ``cell`` user attr)."""
+        return cell_key(self.task, self._levels(), self.seed)
+
+    def _levels(self) -> dict[str, Scalar]:
+        return {BASELINE: self.baseline} if self.baseline is not None else dict(self.levels)
 
     @property
     def ident(self) -> tuple[str, int]:
@@ -55,21 +60,23 @@ class Cell:
 
     def params(self) -> dict[str, Scalar]:
         """Return the trial params: task, every factor path as written in the spec, and seed."""
-        return {PARAM_TASK: self.task, **dict(self.levels), PARAM_SEED: self.seed}
+        return {PARAM_TASK: self.task, **self._levels(), PARAM_SEED: self.seed}
 
     def config(self, spec: StudySpec, search_params: Mapping[str, Any] | None = None) -> TrialConfig:
         """Return the cell's TrialConfig: defaults, then base, factor levels, task, seed, searched values."""
+        if self.baseline is not None:  # the same data settings and seed as the ORCA cells: identical splits
+            return spec.base_config().override({PARAM_TASK: self.task, PARAM_SEED: self.seed, BASELINE: self.baseline})
         return spec.base_config().override({**dict(self.levels), PARAM_TASK: self.task, PARAM_SEED: self.seed,
                                             **(search_params or {})})
 
     def label(self) -> str:
         """Return a short human-readable name: ``digits embedder.epochs=2 seed=0``."""
-        parts = [self.task] + [f"{p}={_show(v)}" for p, v in self.levels] + [f"seed={self.seed}"]
+        parts = [self.task] + [f"{p}={_show(v)}" for p, v in self._levels().items()] + [f"seed={self.seed}"]
         return " ".join(parts) + (f" #{self.slot}" if self.slot else "")
 
 
 def expand_cells(spec: StudySpec) -> list[Cell]:
-    """Return every cell of a spec: seed-major (all cells of seed 0 first), then task, then factors."""
+    """Return every cell of a spec: seed-major (all cells of seed 0 first), then task, then factors, then baselines."""
     paths = spec.factor_paths
     cells = []
     for seed in spec.seeds:
@@ -78,6 +85,7 @@ def expand_cells(spec: StudySpec) -> list[Cell]:
                 levels = tuple(zip(paths, combo))
                 for slot in range(spec.trials_per_cell):
                     cells.append(Cell(task, levels, seed, slot))
+            cells += [Cell(task, (), seed, baseline=name) for name in spec.baselines_of(task)]
     return cells
 
 
@@ -89,6 +97,9 @@ def param_distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     for factor in spec.factors:
         out[factor.path] = CategoricalDistribution(factor.levels)
     out[PARAM_SEED] = CategoricalDistribution(spec.seeds)
+    names = list(dict.fromkeys(name for _, listed in spec.baselines for name in listed))
+    if names:
+        out[BASELINE] = CategoricalDistribution(names)
     for dim in spec.search:
         out[dim.path] = dim.distribution()
     return out

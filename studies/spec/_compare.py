@@ -47,6 +47,8 @@ def compare_specs(old: StudySpec, new: StudySpec, study: str, old_base: Mapping[
     levels = {f.path: list(f.levels) for f in new.factors}
     for factor in old.factors:
         _check_superset(f"factors.{factor.path}", list(factor.levels), levels[factor.path], study)
+    for task, names in old.baselines:
+        _check_superset(f"baselines.{task}", list(names), list(new.baselines_of(task)), study)
     if new.trials_per_cell < old.trials_per_cell:
         raise SpecError(f"trials_per_cell: study {study!r} has {old.trials_per_cell}; a spec may raise it, "
                         f"not lower it{fix}")

@@ -41,10 +41,16 @@ class StudySpec:
     trials_per_cell: int = 1
     sampler: str = "tpe"
     description: str = ""
+    baselines: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """``baselines:``: (task, baseline names) pairs; each baseline is a cell per task and seed."""
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     """``analysis:``: margin, alpha and rho_weak of the verdicts (recorded with the study)."""
     hypotheses: tuple[Hypothesis, ...] = ()
     """``hypotheses:``: the pre-registered hypotheses the report gives verdicts on."""
+
+    def baselines_of(self, task: str) -> tuple[str, ...]:
+        """Return the baselines that run on ``task``."""
+        return next((names for t, names in self.baselines if t == task), ())
 
     @property
     def factor_paths(self) -> list[str]:
@@ -70,6 +76,7 @@ class StudySpec:
             "trials_per_cell": self.trials_per_cell,
             **({"sampler": self.sampler} if self.search else {}),
             # Only when declared, so that the canonical dict of an older spec is unchanged.
+            **({"baselines": {task: list(names) for task, names in self.baselines}} if self.baselines else {}),
             **({"analysis": self.analysis.to_dict()} if self.analysis != AnalysisSettings() else {}),
             **({"hypotheses": [h.to_dict() for h in self.hypotheses]} if self.hypotheses else {}),
         }

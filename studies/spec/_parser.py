@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.config import TrialConfig, config_paths, flatten
-from harness.contract import TEST_SCORE, VAL_SCORE, check_study_name
+from harness.contract import BASELINE, TEST_SCORE, VAL_SCORE, check_study_name
 from harness.errors import ConfigError
 
 from ._hypotheses import parse_analysis, parse_hypotheses
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["SpecParser"]
 
 _KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "direction",
-         "search", "trials_per_cell", "sampler", "analysis", "hypotheses")
+         "search", "trials_per_cell", "sampler", "baselines", "analysis", "hypotheses")
 _DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
 _OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
 _PATHS = config_paths()
@@ -78,11 +78,12 @@ class SpecParser:
                             "configuration; add search: dimensions, or add seeds for repetitions")
         if not search and "sampler" in data:
             raise self.fail("sampler", "a sampler tunes search: dimensions; this spec has none")
+        baselines = self.baselines(data.get("baselines"), tasks, factors, base)
         analysis = parse_analysis(self, data.get("analysis"))
         hypotheses = parse_hypotheses(self, data.get("hypotheses"), factors, tasks)
         return {"name": name, "tasks": tasks, "seeds": seeds, "factors": factors, "base": base, "metric": metric,
                 "direction": direction, "search": search, "trials_per_cell": trials, "sampler": sampler,
-                "description": description, "analysis": analysis, "hypotheses": hypotheses}
+                "description": description, "baselines": baselines, "analysis": analysis, "hypotheses": hypotheses}
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -92,6 +93,41 @@ class SpecParser:
         except ValueError as exc:
             raise self.fail("name", str(exc).strip()) from None
         return value
+
+    def baselines(self, value: Any, tasks: tuple[str, ...], factors: Sequence[Factor],
+                  base: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Return (task, baseline names) pairs from a list (every task), ``default``, or a task -> list mapping.
+
+        ``default`` stays as the name ``default``, resolved per task by ``load_spec`` (it needs the
+        task registry); names are checked against the harness's baselines there too.
+        """
+        if value is None:
+            return ()
+        example = "baselines: [knn, logreg], baselines: default, or baselines: {digits: [knn]}"
+        if BASELINE in {f.path for f in factors} or BASELINE in base:
+            raise self.fail("baselines", f"{BASELINE} is set in factors or base too; list baselines under "
+                            "baselines: only (each one is a cell of its own per task and seed)")
+        if value == DEFAULT_BASELINES:
+            per_task = {task: [DEFAULT_BASELINES] for task in tasks}
+        elif isinstance(value, Mapping):
+            per_task = {}
+            for task, names in value.items():
+                if task not in tasks:
+                    raise self.fail(f"baselines.{task}", f"not a task of this spec (tasks: {', '.join(tasks)})")
+                per_task[task] = self.listing(f"baselines.{task}", names, example)
+        else:
+            listed = self.listing("baselines", value, example)
+            per_task = {task: listed for task in tasks}
+        out = []
+        for task in tasks:
+            names = per_task.get(task, [])
+            for i, name in enumerate(names):
+                if not isinstance(name, str) or not name:
+                    raise self.fail(f"baselines[{i}]", f"expected a baseline name such as knn, got {name!r}")
+            self.unique(f"baselines.{task}", list(names))
+            if names:
+                out.append((task, tuple(names)))
+        return tuple(out)
 
     def grid_size(self, tasks: int, seeds: int, levels: list[int], slots: int) -> None:
         """Refuse a grid of more than ``ORCA_ABLATE_MAX_CELLS`` cells before any is built."""
@@ -277,6 +313,8 @@ class SpecParser:
             raise self.fail(where, f"{exc}{context}") from None
 
 
+DEFAULT_BASELINES = "default"
+"""``baselines: default``: the harness's default baselines for each task's modality and output."""
 SEED_LIMIT = 2**32
 """Seeds are 0 <= seed < 2**32 (harness.trial.SEED_LIMIT; numpy and torch seed with 32 bits)."""
 MAX_CELLS = 100_000
