@@ -26,7 +26,8 @@ _log = logging.getLogger(__name__)
 
 
 def _section_rows(df: pd.DataFrame, sections: Sequence[Section], *, random_state: int, n_resamples: int,
-                  margin: float | None, y: str, alpha: float | None = None) -> dict[str, pd.DataFrame]:
+                  margin: float | None, y: str, alpha: float | None = None,
+                  baselines: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Return section name -> its rows (columns ``COLUMNS``; empty for a section without tests)."""
     total = sum(s.random_states for s in sections)
     stream = np.random.SeedSequence(random_state).generate_state(total).tolist() if total else []
@@ -38,7 +39,7 @@ def _section_rows(df: pd.DataFrame, sections: Sequence[Section], *, random_state
         if section.tests is None:
             out[section.name] = results_frame([])
             continue
-        rows = section.tests(TestInputs(df, y, margin, n_resamples, seeds, alpha))
+        rows = section.tests(TestInputs(df, y, margin, n_resamples, seeds, alpha, baselines))
         if tuple(rows.columns) != COLUMNS:
             raise AnalysisError(f"section {section.name!r} returned columns {list(rows.columns)}; its tests must "
                                 "return exactly COLUMNS (build the rows with make_row and results_frame)")
@@ -53,10 +54,12 @@ def _concat(rows: dict[str, pd.DataFrame], sections: Sequence[Section]) -> pd.Da
 
 def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int = 9999,
                   margin: float | None = None, y: str = contract.TEST_SCORE,
-                  sections: Sequence[Section] | None = None, alpha: float | None = None) -> pd.DataFrame:
+                  sections: Sequence[Section] | None = None, alpha: float | None = None,
+                  baselines: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return every test of the report as one table (columns ``COLUMNS``): the sections' rows in order.
 
-    Input: the tidy trials frame of :func:`load_trials`. ``sections`` defaults to
+    Input: the tidy trials frame of :func:`load_trials` (and ``StudyData.baselines`` for the
+    baselines section). ``sections`` defaults to
     :data:`analysis.sections.SECTIONS`. Each resampling call gets its own seed from
     ``numpy.random.SeedSequence(random_state)``, handed out in section order, so the table is
     reproducible for a given ``random_state``. ``margin`` / ``alpha`` None: the spec's ``analysis:``
@@ -64,7 +67,7 @@ def run_all_tests(df: pd.DataFrame, *, random_state: int = 0, n_resamples: int =
     """
     chosen = check_sections(_registry.SECTIONS if sections is None else sections)
     rows = _section_rows(df, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin, y=y,
-                         alpha=alpha)
+                         alpha=alpha, baselines=baselines)
     return _concat(rows, chosen)
 
 
@@ -128,7 +131,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     y = _score_column(data)
     rows = _section_rows(data.trials, chosen, random_state=random_state, n_resamples=n_resamples, margin=margin,
-                         y=y, alpha=alpha)
+                         y=y, alpha=alpha, baselines=data.baselines)
     tests = _concat(rows, chosen)
     tests.to_csv(out / "tests.csv", index=False)
     (out / "tables.tex").write_text(latex_tables(tests, data.spec or {}), encoding="utf-8")

@@ -57,7 +57,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analysis._columns import AnalysisError
-from analysis.sections import correlation, curves, design, factors, hypotheses, reproducibility
+from analysis.sections import baselines, correlation, curves, design, factors, hypotheses, reproducibility
 from analysis.sections._section import ReportView, Section, TestInputs, pick
 
 __all__ = ["SECTIONS", "ReportView", "Section", "TestInputs", "check_sections", "pick"]
@@ -65,6 +65,7 @@ __all__ = ["SECTIONS", "ReportView", "Section", "TestInputs", "check_sections", 
 SECTIONS: list[Section] = [
     hypotheses.HYPOTHESES,
     hypotheses.HYPOTHESIS_EVIDENCE,
+    baselines.BASELINES,
     correlation.OTDD_CORRELATION,
     factors.FACTORS,
     curves.OTDD_CURVES,

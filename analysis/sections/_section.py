@@ -37,6 +37,8 @@ class TestInputs:
     random_states: tuple[int, ...]
     alpha: float | None = None
     """The alpha given for this report (None: the spec's ``analysis.alpha``, default 0.05)."""
+    baselines: pd.DataFrame | None = None
+    """``StudyData.baselines``: one row per COMPLETE classical-baseline trial (None or empty: none)."""
 
 
 @dataclass(frozen=True)
