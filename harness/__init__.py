@@ -3,7 +3,9 @@
 Config and error types import eagerly (they need only the standard library and
 PyYAML); ``run_trial``, ``validate_config``, ``build_parts`` and ``TrialParts`` import
 torch on first use (PEP 562), so that processes which only validate specs or read
-storage stay light.
+storage stay light; ``run_baseline``, ``BASELINES`` and ``default_baselines`` load
+``harness.baselines`` on first use (it imports scikit-learn and aeon only when a
+baseline runs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .errors import ConfigError, DataError, OrcaAblateError, TrialFailure
 from .result import TrialResult
 
 if TYPE_CHECKING:
+    from .baselines import BASELINES, default_baselines, run_baseline
     from .parts import TrialParts, build_parts
     from .trial import check_data, run_trial, validate_config
 
@@ -33,9 +36,13 @@ _LAZY: dict[str, str] = {
     "check_data": ".trial",
     "build_parts": ".parts",
     "TrialParts": ".parts",
+    "run_baseline": ".baselines",
+    "BASELINES": ".baselines",
+    "default_baselines": ".baselines",
 }
 
 __all__ = [
+    "BASELINES",
     "BodyConfig",
     "ConfigError",
     "DataConfig",
@@ -50,7 +57,9 @@ __all__ = [
     "check_data",
     "build_parts",
     "config_paths",
+    "default_baselines",
     "parse_assignments",
+    "run_baseline",
     "run_trial",
     "validate_config",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 
 from ._model import StudySpec
+from ._parser import DEFAULT_BASELINES
 from ._types import SpecError, Validator
 
 __all__ = ["load_spec", "shipped_specs"]
@@ -61,9 +62,42 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         source += " with " + " and ".join(f"--{key}" for key in replaced)
     check = _harness_validator if isinstance(validator, str) else validator
     loaded = StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
+    if isinstance(validator, str) and loaded.baselines:
+        loaded = _resolve_baselines(loaded, source)
     if check_data and isinstance(validator, str):
         _check_data(loaded, source)
     return loaded
+
+
+def _resolve_baselines(spec: StudySpec, source: str) -> StudySpec:
+    """Return ``spec`` with ``default`` baselines replaced per task, every name checked against the harness."""
+    import dataclasses
+
+    from harness.baselines import check_baseline, default_baselines
+    from harness.errors import ConfigError
+    from harness.tasks import get_task
+
+    resolved = []
+    for task, names in spec.baselines:
+        info = get_task(task)
+        output = info.output
+        out: list[str] = []
+        for name in names:
+            try:
+                if name == DEFAULT_BASELINES:
+                    if info.modality == "auto":
+                        raise ConfigError(f"task {task!r} decides its modality from its data; name its baselines "
+                                          "(e.g. baselines: {" + task + ": [knn, logreg]})")
+                    out += [n for n in default_baselines(info.modality, output) if n not in out]
+                elif info.modality != "auto":
+                    check_baseline(name, info.modality, output, task)
+                    out.append(name)
+                else:
+                    out.append(name)
+            except ConfigError as exc:
+                raise SpecError(f"{source}: baselines.{task}: {exc}") from None
+        resolved.append((task, tuple(dict.fromkeys(out))))
+    return dataclasses.replace(spec, baselines=tuple(resolved))
 
 
 def _check_data(spec: StudySpec, source: str) -> None:

@@ -126,12 +126,30 @@ def test_sigterm_stops_a_run_cleanly_and_says_how_to_resume(tmp_path: Path, cli_
                "--trial-fn", "studies._testing:fake_trial", "--no-progress"]
     run = subprocess.Popen(command, env={**cli_env, "ORCA_ABLATE_FAKE_SECONDS": "5"}, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    _wait_for_a_running_attempt(f"sqlite:///{tmp_path / 's.db'}", run)  # the handler is installed by then
     run.send_signal(signal.SIGTERM)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 143, err
     assert "stopped by SIGTERM; running attempts were marked stale" in err
     assert "resume with: orca-ablate run" in err and "Traceback" not in err
+
+
+def _wait_for_a_running_attempt(url: str, run: subprocess.Popen[str], timeout: float = 120) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from studies import open_storage
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and run.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="fuzz", storage=open_storage(url)).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the study or its file does not exist yet
+            trials = []
+        if any(t.state == TrialState.RUNNING for t in trials):
+            return
+        time.sleep(0.3)
+    pytest.fail("the run never started a trial")
 
 
 def _mutations(rng: random.Random) -> Any:
