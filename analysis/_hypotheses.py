@@ -154,6 +154,62 @@ class _Context:
     exploratory: str
     n_resamples: int
     rng: np.random.Generator
+    baselines: pd.DataFrame | None = None
+
+
+BEST_BASELINE = "best_baseline"
+"""``reference: best_baseline``: the level must show it against every baseline of the task (intersection-union)."""
+
+
+def baseline_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...], baseline: pd.DataFrame, y: str,
+                         scale: Scale) -> tuple[np.ndarray, str]:
+    """Return per-seed oriented differences ``(n_seeds,)`` of ``level`` (averaged over the other factors) vs a baseline.
+
+    ``baseline``: one baseline's rows of one task (``StudyData.baselines``); seeds without both sides are dropped.
+    """
+    mine = part[part[factor].map(level_text).isin(level)].dropna(subset=[y]).groupby("seed")[y].mean()
+    theirs = baseline.dropna(subset=[contract.TEST_SCORE]).groupby("seed")[contract.TEST_SCORE].mean()
+    both = pd.concat([mine.rename("level"), theirs.rename("reference")], axis=1, join="inner")
+    if both.empty:
+        return np.array([]), f"{NOT_ENOUGH_DATA}: no seed has both the level and the baseline"
+    a, b = both["level"].to_numpy(float), both["reference"].to_numpy(float)
+    if scale.name == "log ratio":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where((a > 0) & (b > 0), np.log(b / a), np.nan)
+    else:
+        d = scale.sign * (a - b)
+    dropped = len(set(mine.index) | set(theirs.index)) - len(both)
+    return d, (f"{dropped} seed(s) without both sides dropped" if dropped else "")
+
+
+def _against_baselines(h: Hypothesis, c: _Context, part: pd.DataFrame, task: str, level: str,
+                       rows: list[dict[str, Any]]) -> Shown:
+    """Return the combined p of ``level`` against every baseline of ``task`` (intersection-union); add rows."""
+    alpha, m = c.settings.alpha, c.scale.margin
+    pool = c.baselines if c.baselines is not None else pd.DataFrame()
+    mine = pool[pool["task"].astype(str) == task] if not pool.empty else pool
+    if mine.empty:
+        rows.append(make_row(**_base(h, c, task=task, variant="level", factor=h.factor, level=level,
+                                     reference=BEST_BASELINE, verdict=NOT_EVALUATED,
+                                     note="the study ran no baseline on this task (spec baselines:)")))
+        return Shown(np.nan, np.nan)
+    per_baseline = []
+    for name, group in mine.groupby(contract.BASELINE, sort=False):
+        d, note = baseline_differences(part, h.factor, h.members(level), group, c.y, c.scale)
+        bad = degenerate_note(d) if not note.startswith(NOT_ENOUGH_DATA) else note
+        s = paired_stats(d)
+        p = shown(h.kind, s, m) if not bad else Shown(np.nan, np.nan)
+        per_baseline.append(p)
+        lo, hi = s.ci(alpha)
+        rows.append(make_row(**_base(
+            h, c, task=task, variant="level", factor=h.factor, level=level, reference=f"baseline {name}",
+            method=f"one-sided t bounds on per-seed {c.scale.name}s against the baseline", n=int(s.n),
+            estimate=float(s.estimate) if s.n else None, ci_low=float(lo) if not bad else None,
+            ci_high=float(hi) if not bad else None, df=float(s.df) if s.n else None,
+            p_support=float(p.support), p_contra=float(p.contra), verdict=str(verdict_of(p, alpha)),
+            note="; ".join(filter(None, [bad if bad != note else "", note])))))
+    return across_all(Shown(np.array([float(p.support) for p in per_baseline]),
+                            np.array([float(p.contra) for p in per_baseline])))
 
 
 def _combine_tasks(h: Hypothesis, per_task: Shown) -> tuple[Shown, str]:
@@ -177,13 +233,16 @@ def _contrast(h: Hypothesis, c: _Context) -> tuple[Shown, list[dict[str, Any]]]:
                                 note=f"the study does not vary {h.factor}"))
         return Shown(np.nan, np.nan), [row]
     tasks, why = _tasks(c.df, h)
-    reference = h.members(h.reference)
+    reference = h.members(h.reference) if h.reference != BEST_BASELINE else ()
     rows: list[dict[str, Any]] = []
     task_p: list[Shown] = []
     for task in tasks:
         part = c.df[c.df["task"].astype(str) == task]
         level_p = []
         for level in h.level:
+            if h.reference == BEST_BASELINE:
+                level_p.append(_against_baselines(h, c, part, task, level, rows))
+                continue
             d, note = matched_differences(part, h.factor, h.members(level), reference, c.y, c.scale)
             bad = degenerate_note(d) if not note.startswith(NOT_ENOUGH_DATA) else note
             s = paired_stats(d)
@@ -317,13 +376,16 @@ def hypothesis_tests(
     exploratory: str = "",
     n_resamples: int = 9999,
     random_state: RandomState = None,
+    baselines: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Return the verdict rows of each hypothesis: one ``summary`` row (``task == "all"``), then its evidence.
 
     ``hypotheses`` default to those recorded in ``df.attrs["spec"]``; a study without any gets
     every level-vs-first-level ``contrast`` with its CI instead. ``settings`` give margin, alpha and
     rho_weak (default: the spec's ``analysis:``). ``exploratory`` (non-empty: why) marks every
-    verdict exploratory, e.g. a margin changed after the study was created.
+    verdict exploratory, e.g. a margin changed after the study was created. ``baselines``
+    (``StudyData.baselines``) serve hypotheses with ``reference: best_baseline``: a level must show
+    the hypothesis against every baseline of a task (intersection-union over the baselines).
     """
     from analysis._spec import read_settings
 
@@ -333,7 +395,7 @@ def hypothesis_tests(
     hypotheses = read_hypotheses(spec) if hypotheses is None else hypotheses
     data, kept_out = one_per_cell(df)
     c = _Context(data, y, score_scale(data, settings.margin), settings, exploratory, n_resamples,
-                 as_generator(random_state))
+                 as_generator(random_state), baselines)
     if not hypotheses:
         return results_frame(_default_contrasts(c))
     results: dict[str, Shown] = {}

@@ -46,7 +46,7 @@ def _tests(inputs: TestInputs) -> pd.DataFrame:
     spec = inputs.trials.attrs.get("spec") or {}
     settings, exploratory = settings_for(spec, inputs.margin, inputs.alpha)
     return hypothesis_tests(inputs.trials, settings=settings, y=inputs.y, exploratory=exploratory,
-                            n_resamples=inputs.n_resamples, random_state=seed)
+                            n_resamples=inputs.n_resamples, random_state=seed, baselines=inputs.baselines)
 
 
 def _interval(row: pd.Series) -> str:

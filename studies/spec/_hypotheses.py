@@ -39,6 +39,8 @@ BETTER = ("lower", "higher")
 _LEVELS = ("each", "some")
 _MODALITIES = ("all", "1d", "2d")
 _ANALYSIS_KEYS = ("margin", "alpha", "rho_weak")
+BEST_BASELINE = "best_baseline"
+"""``reference: best_baseline``: the level against every baseline of the task, each of which it must beat."""
 _CONTRAST_KEYS = ("id", "says", "kind", "factor", "level", "levels", "reference", "groups", "tasks", "across")
 _CORRELATION_KEYS = ("id", "says", "kind", "x", "better", "tasks", "across")
 _ALL_OF_KEYS = ("id", "says", "all_of")
@@ -170,6 +172,8 @@ def _contrast(p: SpecParser, where: str, item: Mapping[str, Any], factors: Seque
 
     def one(key: str, v: Any) -> Scalar:
         if isinstance(v, str) and v in names:
+            return v
+        if key == "reference" and v == BEST_BASELINE:  # every baseline of the task (the spec's baselines:)
             return v
         c = p.coerce(f"{where}.{key}", path, v)
         if not any(_same(c, d) for d in declared):

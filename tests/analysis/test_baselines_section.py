@@ -54,3 +54,30 @@ def test_a_study_with_baselines_reports_them(tmp_path: Path) -> None:
     named = set(tests.loc[tests["test"] == "baseline", "level"])
     assert {"knn", "logreg", "ORCA embedder.epochs=0", "ORCA embedder.epochs=2"} <= named
     assert "ORCA beside classical baselines" in Path(report).read_text()
+
+
+def _helps_spec() -> dict:
+    return {"name": "h", "factors": {"embedder.epochs": [0, 2]}, "direction": "maximize",
+            "analysis": {"margin": 0.01, "alpha": 0.05},
+            "hypotheses": [{"id": "beats-baselines", "kind": "helps", "factor": "embedder.epochs", "level": 2,
+                            "reference": "best_baseline"}]}
+
+
+@pytest.mark.parametrize(("knn", "verdict"), [(0.60, "supported"), (0.90, "contradicted")])
+def test_helps_against_best_baseline_must_beat_every_baseline(knn: float, verdict: str) -> None:
+    from analysis._hypotheses import hypothesis_tests
+
+    rng = np.random.default_rng(0)
+    seeds = list(range(8))
+    orca = pd.DataFrame({"trial": range(16), "task": "t", "seed": seeds * 2, "embedder.epochs": [0] * 8 + [2] * 8,
+                         "test_score": np.r_[np.full(8, 0.70), 0.80 + rng.normal(0, 0.005, 8)]})
+    orca.attrs["factors"] = ["embedder.epochs"]
+    orca.attrs["spec"] = _helps_spec()
+    base = pd.DataFrame({"trial": range(16, 32), "task": "t", "seed": seeds * 2, "baseline": ["knn"] * 8 + ["lr"] * 8,
+                         "metric": "accuracy", "direction": "maximize", "val_score": 0.5, "seconds": 1.0,
+                         "test_score": np.r_[knn + rng.normal(0, 0.005, 8), 0.60 + rng.normal(0, 0.005, 8)]})
+    rows = hypothesis_tests(orca, n_resamples=99, random_state=0, baselines=base)
+    summary = rows[(rows["hypothesis"] == "beats-baselines") & (rows["task"] == "all")].iloc[0]
+    assert summary["verdict"] == verdict
+    against = rows[rows["reference"].str.startswith("baseline ")]
+    assert sorted(against["reference"]) == ["baseline knn", "baseline lr"]
