@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checkpoints import CHECKPOINT_MODES, EpochState, TrialCheckpoints, restore_rng, rng_state
 from .config import FinetuneConfig
 from .embedders import OrcaModel
 from .errors import ConfigError, TrialFailure
@@ -110,6 +111,8 @@ def check_finetune(cfg: FinetuneConfig) -> None:
         if value not in registry:
             raise ConfigError(f"unknown finetune.{key} {value!r}; expected one of {sorted(registry)}")
     parse_freeze(cfg.freeze)
+    if cfg.checkpoint not in CHECKPOINT_MODES:
+        raise ConfigError(f"unknown finetune.checkpoint {cfg.checkpoint!r}; expected one of {list(CHECKPOINT_MODES)}")
     if cfg.epochs is not None and cfg.epochs < 1:
         raise ConfigError(f"finetune.epochs={cfg.epochs}: give at least 1 epoch")
     if cfg.batch_size < 1:
@@ -181,6 +184,8 @@ class FinetuneResult:
     best_epoch: int
     best_val: float
     seconds: float
+    resumed_after: int = 0
+    """Epochs restored from a checkpoint instead of trained in this call (0: none)."""
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -192,7 +197,8 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
              cfg: FinetuneConfig, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
              metric: Metric, device: torch.device, generator: torch.Generator,
              on_epoch: Callable[[int, float], None] | None = None,
-             on_step: Callable[[], None] | None = None, decode: Decode | None = None) -> FinetuneResult:
+             on_step: Callable[[], None] | None = None, decode: Decode | None = None,
+             checkpoints: TrialCheckpoints | None = None) -> FinetuneResult:
     """Train in place and load the weights of the best validation epoch; return the curve.
 
     x (N, C, *S), y (N, ...) on the CPU (pinned when ``device`` is CUDA);
@@ -203,6 +209,12 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     (the epoch's last group may be shorter). Forward passes and
     losses run under :func:`autocast_context`. The loss is checked for NaN/inf
     after every step on the CPU and once per epoch on CUDA (no per-step sync).
+
+    With ``checkpoints``, the state after each epoch (model, optimiser, scheduler,
+    ``generator`` and torch's RNG states, curve, best so far) is written before
+    ``on_epoch`` is called, and a call that finds a checkpoint of the same trial there
+    continues after its epoch: the result equals an uninterrupted run's on the CPU.
+    ``on_epoch`` and ``on_step`` are called for the epochs trained in this call only.
     """
     groups = _param_groups(model, cfg)
     opt = OPTIMIZERS[cfg.optimizer](groups, cfg)
@@ -215,8 +227,20 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, best_val, best_loss = 0, float("nan"), float("inf")
     start = time.perf_counter()
+    first = 1
+    saved = checkpoints.load_epoch() if checkpoints is not None else None
+    if saved is not None:
+        model.load_state_dict(saved.model)
+        opt.load_state_dict(saved.optimizer)
+        if sched is not None and saved.scheduler is not None:
+            sched.load_state_dict(saved.scheduler)
+        generator.set_state(saved.generator)
+        restore_rng(saved.rng, device)
+        curve, best_state = list(saved.val_curve), saved.best_state
+        best_epoch, best_val, best_loss = saved.best_epoch, saved.best_val, saved.best_loss
+        first = saved.epoch + 1
     model.train()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         perm = torch.randperm(len(x), generator=generator)
         losses: list[torch.Tensor] = []
         for b, i in enumerate(range(0, len(x), cfg.batch_size)):
@@ -247,11 +271,17 @@ def finetune(model: OrcaModel, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
         if best_state is None or metric.better(score, best_val) or (score == best_val and val_loss < best_loss):
             best_epoch, best_val, best_loss = epoch, score, val_loss
             best_state = _snapshot(model)
+        if checkpoints is not None:
+            checkpoints.save_epoch(EpochState(
+                epoch=epoch, model=model.state_dict(), optimizer=opt.state_dict(),
+                scheduler=sched.state_dict() if sched is not None else None, generator=generator.get_state(),
+                rng=rng_state(device), val_curve=curve, best_epoch=best_epoch, best_val=best_val,
+                best_loss=best_loss, best_state=best_state))
         if on_epoch is not None:
             on_epoch(epoch, score)
     assert best_state is not None
     model.load_state_dict(best_state)
-    return FinetuneResult(curve, best_epoch, best_val, time.perf_counter() - start)
+    return FinetuneResult(curve, best_epoch, best_val, time.perf_counter() - start, first - 1)
 
 
 def _check_loss(losses: torch.Tensor, epoch: int) -> None:

@@ -18,6 +18,7 @@ import torch
 from . import contract
 from .align import align, check_objective, orca_class_take
 from .bodies import check_body_path
+from .checkpoints import TrialCheckpoints, checkpointing, code_version, stable_key
 from .config import TrialConfig
 from .embedders import ENTRIES
 from .errors import ConfigError
@@ -27,6 +28,7 @@ from .parts import build_parts
 from .presets import check_preset
 from .proxies import get_proxy_spec
 from .result import TrialResult
+from .stage1_cache import Stage1, load_stage1, restore_stage1, save_stage1, stage1_key, stage1_path
 from .tasks import check_task_data, get_output_kind, get_task
 
 __all__ = ["DEVICES", "SEED_LIMIT", "check_data", "checkout_commit", "resolve_device", "run_trial", "validate_config",
@@ -65,6 +67,10 @@ def validate_config(cfg: TrialConfig) -> None:
     get_proxy_spec(cfg.embedder.proxy)
     check_objective(cfg.embedder.objective)
     check_preset(cfg.preset)
+    if cfg.baseline is not None:
+        from .baselines import get_baseline
+
+        get_baseline(cfg.baseline)
     if cfg.embedder.init not in _INITS:
         raise ConfigError(f"unknown embedder.init {cfg.embedder.init!r}; expected one of {list(_INITS)}")
     if cfg.embedder.entry not in ENTRIES:
@@ -141,15 +147,44 @@ def _peak_mem_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _trial_key(cfg: TrialConfig, device: torch.device, code: dict[str, str]) -> str:
+    """Return the key of a trial's checkpoints: its config (less the settings that never change a result)."""
+    config = cfg.to_dict()
+    config["embedder"].pop("cache_stage1")
+    config["finetune"].pop("checkpoint")
+    return stable_key({"config": config, "device": device.type, "code": code})
+
+
 def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> TrialResult:
+              progress: Callable[[str, int, int], None] | None = None,
+              checkpoint_dir: str | Path | None = None) -> TrialResult:
     """Return the result of one ORCA trial: align the embedder to the proxy, fine-tune, test.
 
     ``on_epoch(epoch, val_score)`` is called after each fine-tuning epoch (1-based);
     ``progress(stage, done, total)`` after each alignment epoch and training step.
     The same config and seed give the same result on CPU.
+
+    Stage 1 comes from the stage-1 cache when ``embedder.cache_stage1`` is on and an
+    earlier trial aligned the same embedder (:mod:`harness.stage1_cache`;
+    ``details["stage1_cache"]`` says ``hit``, ``miss``, ``off`` or ``checkpoint``, and
+    ``seconds["align"]`` is then the original alignment's). With ``checkpoint_dir`` (a
+    folder of this attempt's own) and ``finetune.checkpoint`` on (or auto and long
+    enough), stage 1 and every fine-tuning epoch are checkpointed there; a re-run with
+    the same folder resumes after the last finished epoch with the same result on the
+    CPU (``details["resumed_after_epoch"]``), and the files are removed once the trial
+    completes. Raises ConfigError for ``finetune.checkpoint=on`` without a folder.
+
+    With ``cfg.baseline`` set (a spec's ``baselines:`` cell), the classical baseline of
+    that name runs instead, on the same splits (:func:`harness.baselines.run_baseline`).
     """
     validate_config(cfg)
+    if cfg.baseline is not None:
+        from .baselines import run_baseline
+
+        return TrialResult(**run_baseline(cfg, cfg.baseline, on_epoch))
+    if cfg.finetune.checkpoint == "on" and checkpoint_dir is None:
+        raise ConfigError("finetune.checkpoint=on needs a checkpoint folder: run_trial(config, checkpoint_dir=...); "
+                          "or set finetune.checkpoint=auto / off")
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,16 +196,39 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
     t_load = time.perf_counter()
 
     n_align = min(cfg.embedder.samples, len(task.x_train))
-    al = align(model.embedder, task.x_train[:n_align], task.otdd_labels[:n_align], proxy,
-               objective=cfg.embedder.objective, epochs=cfg.embedder.epochs, lr=cfg.embedder.lr,
-               progress=(lambda e, v: progress("align", e, cfg.embedder.epochs)) if progress else None,
-               max_per_class=orca_class_take(cfg.embedder.max_per_class, cfg.finetune.batch_size), seed=cfg.seed)
+    take = orca_class_take(cfg.embedder.max_per_class, cfg.finetune.batch_size)
+    epochs = resolve_epochs(cfg.finetune, len(task.x_train))
+    steps = epochs * -(-len(task.x_train) // cfg.finetune.batch_size)
+    code = code_version(versions())
+    checkpoints = None
+    if checkpoint_dir is not None and checkpointing(cfg.finetune.checkpoint, steps):
+        checkpoints = TrialCheckpoints(checkpoint_dir, _trial_key(cfg, device, code))
+    s1_key = stage1_key(cfg, device, take, code)
+    cached: Stage1 | None = None
+    source = "off"
+    if checkpoints is not None:
+        cached = load_stage1(checkpoints.stage1_file, s1_key)
+        source = "checkpoint" if cached is not None else source
+    if cached is None and cfg.embedder.cache_stage1:
+        cached = load_stage1(stage1_path(s1_key), s1_key)
+        source = "hit" if cached is not None else "miss"
+    if cached is not None:
+        restore_stage1(cached, model.embedder, device)
+        otdd_curve, align_seconds = cached.otdd_curve, cached.seconds
+    else:
+        al = align(model.embedder, task.x_train[:n_align], task.otdd_labels[:n_align], proxy,
+                   objective=cfg.embedder.objective, epochs=cfg.embedder.epochs, lr=cfg.embedder.lr,
+                   progress=(lambda e, v: progress("align", e, cfg.embedder.epochs)) if progress else None,
+                   max_per_class=take, seed=cfg.seed)
+        otdd_curve, align_seconds = al.otdd_curve, time.perf_counter() - t_load
+        if cfg.embedder.cache_stage1:
+            save_stage1(stage1_path(s1_key), s1_key, model.embedder, otdd_curve, align_seconds, device)
+    if checkpoints is not None and source != "checkpoint":
+        save_stage1(checkpoints.stage1_file, s1_key, model.embedder, otdd_curve, align_seconds, device)
     t_align = time.perf_counter()
 
     trainable = apply_freeze(model, cfg.finetune.freeze)
     gen = torch.Generator().manual_seed(cfg.seed)
-    epochs = resolve_epochs(cfg.finetune, len(task.x_train))
-    steps = epochs * -(-len(task.x_train) // cfg.finetune.batch_size)
     done = [0]
 
     def step() -> None:
@@ -180,17 +238,19 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
 
     ft = finetune(model, task.x_train, task.y_train, task.x_val, task.y_val, cfg=cfg.finetune,
                   loss_fn=loss_fn, metric=metric, device=device, generator=gen, on_epoch=on_epoch, on_step=step,
-                  decode=task.decode)
+                  decode=task.decode, checkpoints=checkpoints)
     t_ft = time.perf_counter()
     out, y_test = task.decode(predict(model, task.x_test, device)), task.decode(task.y_test)
     test_metrics = {m.name: m.fn(out, y_test) for m in metrics_for(task.output)}
     test_score = test_metrics[metric.name]
+    if checkpoints is not None:
+        checkpoints.clear()
     t_end = time.perf_counter()
     return TrialResult(
         test_score=test_score, val_score=ft.best_val, metric=metric.name, direction=metric.direction,
-        modality=task.modality, otdd_before=al.otdd_curve[0], otdd_after=al.otdd_curve[-1],
-        otdd_curve=al.otdd_curve, val_curve=ft.val_curve, best_epoch=ft.best_epoch,
-        seconds={"load": t_load - t0, "align": t_align - t_load, "finetune": t_ft - t_align,
+        modality=task.modality, otdd_before=otdd_curve[0], otdd_after=otdd_curve[-1],
+        otdd_curve=otdd_curve, val_curve=ft.val_curve, best_epoch=ft.best_epoch,
+        seconds={"load": t_load - t0, "align": align_seconds, "finetune": t_ft - t_align,
                  "evaluate": t_end - t_ft, "total": t_end - t0},
         trainable_params=trainable, peak_mem_mb=_peak_mem_mb(device), device=str(device),
         config=cfg.to_dict(), versions=versions(),
@@ -199,5 +259,7 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
                  "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
                  "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs,
                  "output": task.output, "target_shape": list(task.target_shape), "test_metrics": test_metrics,
-                 "otdd_label_classes": int(task.otdd_labels[:n_align].unique().numel())},
+                 "otdd_label_classes": int(task.otdd_labels[:n_align].unique().numel()),
+                 "stage1_cache": source, "stage1_seconds_here": t_align - t_load,
+                 "resumed_after_epoch": ft.resumed_after},
     )

@@ -62,6 +62,8 @@ def load_config(args: argparse.Namespace):  # -> harness.TrialConfig
 
 
 def _table(result) -> str:  # result: harness.TrialResult
+    if result.config.get("baseline"):
+        return _baseline_table(result)
     rows = [
         ("task", result.config["task"]), ("preset", result.config.get("preset") or "none"),
         ("modality", result.modality), ("metric", result.metric),
@@ -75,6 +77,22 @@ def _table(result) -> str:  # result: harness.TrialResult
          f"{result.seconds['align']:.1f}, {result.seconds['finetune']:.1f}, {result.seconds['total']:.1f}"),
         ("peak memory", f"{result.peak_mem_mb:.0f} MiB"), ("device", result.device),
     ]
+    return _format(rows)
+
+
+def _baseline_table(result) -> str:  # result: harness.TrialResult of a classical baseline
+    details = result.details
+    rows = [
+        ("task", result.config["task"]), ("baseline", details.get("baseline", result.config["baseline"])),
+        ("modality", result.modality), ("metric", result.metric),
+        (f"test {result.metric}", f"{result.test_score:.4f}"), (f"val {result.metric}", f"{result.val_score:.4f}"),
+        ("train / val / test", f"{details.get('n_train')} / {details.get('n_val')} / {details.get('n_test')}"),
+        ("seconds (total)", f"{result.seconds.get('total', float('nan')):.1f}"),
+    ]
+    return _format(rows)
+
+
+def _format(rows: list[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
