@@ -24,7 +24,8 @@ from typing import Any
 from harness import contract as c
 from harness.config import TrialConfig
 
-__all__ = ["always_failing_trial", "counting_trial", "fake_result", "fake_trial", "flaky_trial", "nan_trial"]
+__all__ = ["always_failing_trial", "checkpoint_trial", "counting_trial", "fake_result", "fake_trial", "flaky_trial",
+           "nan_trial"]
 
 
 def fake_result(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> dict[str, Any]:
@@ -100,3 +101,22 @@ def _marker_dir() -> Path:
     if not path:
         raise RuntimeError("set ORCA_ABLATE_FAKE_DIR to a directory for this fake trial's marker files")
     return Path(path)
+
+
+def checkpoint_trial(config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None,
+                     checkpoint_dir: str | None = None) -> dict[str, Any]:
+    """Die (exit 9) on the first call for a cell after leaving a marker in ``checkpoint_dir``; resume on the next.
+
+    The result's details say whether it resumed and which folder it got, so a test sees that a re-run
+    of a killed cell is handed the same checkpoint folder.
+    """
+    if checkpoint_dir is None:
+        raise RuntimeError("checkpoint_trial needs the engine's checkpoint_dir")
+    marker = Path(checkpoint_dir) / "epoch-1.done"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        os._exit(9)  # killed mid-trial
+    result = fake_result(config, on_epoch)
+    result[c.DETAILS] = {**result[c.DETAILS], "resumed": True, "checkpoint_dir": checkpoint_dir}
+    return result

@@ -14,17 +14,12 @@ import torch
 
 from ..bodies import Body
 from ..errors import ConfigError
+from ..paths import CACHE_ENV, cache_dir
 
 __all__ = ["CACHE_ENV", "PROXIES", "Proxy", "ProxyRequest", "ProxySpec", "cache_dir", "cache_path", "check_modality",
            "file_stamp", "get_proxy", "get_proxy_spec", "list_proxies", "register_proxy"]
 
-CACHE_ENV = "ORCA_ABLATE_CACHE"
 _CACHE_VERSION = 1
-
-
-def cache_dir() -> Path:
-    """Return the cache folder: ``$ORCA_ABLATE_CACHE``, else ``~/.cache/orca-ablate``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "orca-ablate")
 
 
 @dataclass(frozen=True)

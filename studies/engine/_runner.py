@@ -38,7 +38,7 @@ from ._attempts import Owner, fail, finite, heartbeat, mark_stale, result_attrs,
 from ._claims import Claimed, claim_next, withdraw_stale
 from ._state import Ident, StudyScan, scan_study
 from ._gpus import assign_gpus, visible_gpus
-from ._workers import InlinePool, TrialFn, WorkerPool, cpu_cores
+from ._workers import InlinePool, TrialFn, WorkerPool, checkpoint_dir_for, cpu_cores
 
 if TYPE_CHECKING:
     import optuna
@@ -278,7 +278,7 @@ class Runner:
         job_id = self.next_job
         self.next_job += 1
         self.jobs[job_id] = _Job(cell, trial_id, worker.pid, claimed.config)
-        pool.submit(worker, job_id, claimed.config)
+        pool.submit(worker, job_id, claimed.config, checkpoint_dir_for(self.study.study_name, cell.key, cell.slot))
         return True
 
     def prepare(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -12,7 +12,9 @@ SIGKILL does not leave trials running unobserved.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -31,7 +33,9 @@ from harness.contract import DETAILS
 
 from ._gpus import GPU_ENV
 
-__all__ = ["DEFAULT_TRIAL_FN", "InlinePool", "TrialFn", "WorkerPool", "cpu_cores", "resolve_trial_fn"]
+__all__ = ["DEFAULT_TRIAL_FN", "InlinePool", "TrialFn", "WorkerPool", "checkpoint_dir_for", "cpu_cores",
+           "resolve_trial_fn",
+           "takes_checkpoints"]
 
 DEFAULT_TRIAL_FN = "harness:run_trial"
 TRIAL_FN_ENV = "ORCA_ABLATE_TRIAL_FN"
@@ -58,6 +62,26 @@ def resolve_trial_fn(spec: str | TrialFn) -> TrialFn:
     if not callable(obj):
         raise ValueError(f"trial function {spec!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def takes_checkpoints(fn: Callable[..., Any]) -> bool:
+    """Return whether a trial function accepts ``checkpoint_dir`` (``harness.run_trial`` does)."""
+    try:
+        return "checkpoint_dir" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def checkpoint_dir_for(study_name: str, cell_key: str, slot: int) -> str:
+    """Return this host's folder for the fine-tuning checkpoints of one cell (shared by its attempts).
+
+    A re-run of a killed cell on this host resumes from it (``harness.run_trial``); run_trial empties
+    it when the trial completes. Under ``$ORCA_ABLATE_CACHE/checkpoints`` (default ``~/.cache/orca-ablate``).
+    """
+    from harness.paths import cache_dir
+
+    digest = hashlib.sha256(f"{study_name}\n{cell_key}\n{slot}".encode()).hexdigest()[:20]
+    return str(cache_dir() / "checkpoints" / digest)
 
 
 def cpu_cores() -> int:
@@ -103,8 +127,8 @@ def worker_main(conn: multiprocessing.connection.Connection, trial_fn: str | Tri
             return
         if message is None:
             return
-        job_id, config = message
-        conn.send(_run_job(fn, job_id, config, conn, threads, gpu))
+        job_id, config, checkpoint_dir = message
+        conn.send(_run_job(fn, job_id, config, conn, threads, gpu, checkpoint_dir))
 
 
 class _Sender(Protocol):
@@ -112,7 +136,7 @@ class _Sender(Protocol):
 
 
 def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
-             threads: int | None, gpu: str | None = None) -> tuple[Any, ...]:
+             threads: int | None, gpu: str | None = None, checkpoint_dir: str | None = None) -> tuple[Any, ...]:
     torch = sys.modules.get("torch")
     if threads is not None and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -122,7 +146,8 @@ def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
         conn.send(("epoch", job_id, int(epoch), float(score)))
 
     try:
-        result = result_dict(fn(TrialConfig.from_dict(config), on_epoch=on_epoch))
+        extra = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir and takes_checkpoints(fn) else {}
+        result = result_dict(fn(TrialConfig.from_dict(config), on_epoch=on_epoch, **extra))
         if gpu is not None:  # which physical GPU "cuda:0" was
             result[DETAILS] = {**(result.get(DETAILS) or {}), GPU_ENV: gpu}
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded on its attempt
@@ -193,12 +218,12 @@ class WorkerPool:
         """Return the workers that are ready and without a job."""
         return [w for w in self.workers if w.ready and w.job is None]
 
-    def submit(self, worker: Worker, job: int, config: Mapping[str, Any]) -> None:
-        """Send a job to an idle worker."""
+    def submit(self, worker: Worker, job: int, config: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
+        """Send a job to an idle worker (``checkpoint_dir``: the cell's folder for fine-tuning checkpoints)."""
         assert worker.job is None
         worker.job = job
         try:
-            worker.conn.send((job, dict(config)))
+            worker.conn.send((job, dict(config), checkpoint_dir))
         except OSError:
             pass  # the worker died; wait() reports it with this job
 
@@ -285,12 +310,13 @@ class InlinePool:
         """Return the worker when it has no job."""
         return [w for w in self.workers if w.job is None]
 
-    def submit(self, worker: InlineWorker, job: int, config: Mapping[str, Any]) -> None:
+    def submit(self, worker: InlineWorker, job: int, config: Mapping[str, Any], checkpoint_dir: str | None = None) -> None:
         """Start a job in a new thread."""
         assert worker.job is None
         worker.job = job
         sender = _QueueSender(self._events)
-        thread = threading.Thread(target=lambda: self._events.put(_run_job(self._fn, job, dict(config), sender, None)),
+        thread = threading.Thread(target=lambda: self._events.put(_run_job(self._fn, job, dict(config), sender, None,
+                                                                           checkpoint_dir=checkpoint_dir)),
                                   name=f"orca-ablate-trial-{job}", daemon=True)
         thread.start()
 

@@ -182,3 +182,23 @@ def test_read_only_storage_is_refused_and_left_alone(small_disk: Path, tmp_path:
         err = capsys.readouterr().err.strip()
         assert code == 0 if url.endswith(".log") else (code == 2 and "copy the file somewhere writable" in err), err
     assert {p.name: p.read_bytes() for p in small_disk.iterdir()} == before
+
+
+@pytest.mark.slow  # worker processes
+def test_a_killed_cell_is_rerun_with_its_checkpoint_folder(tmp_path: Path, fake_env: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCA_ABLATE_CACHE", str(tmp_path / "cache"))
+    spec = StudySpec.from_dict({**SPEC, "tasks": ["digits"], "seeds": [0]})
+    url = str(tmp_path / "s.log")
+    report = run_study(spec, storage=url, workers=1, trial_fn="studies._testing:checkpoint_trial", progress=False,
+                       log=io.StringIO())
+    assert report.exit_code == 0 and report.complete == 2
+    trials = optuna.load_study(study_name="rel", storage=open_storage(url)).get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    died = [t for t in trials if t.user_attrs.get("stale")]
+    assert len(done) == 2 and len(died) == 2  # each cell: one attempt killed, one resumed
+    for trial in done:
+        folder = trial.user_attrs["details"]["checkpoint_dir"]
+        assert trial.user_attrs["details"]["resumed"] is True
+        assert folder.startswith(str(tmp_path / "cache" / "checkpoints"))
+    assert len({t.user_attrs["details"]["checkpoint_dir"] for t in done}) == 2  # one folder per cell
