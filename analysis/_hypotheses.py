@@ -182,10 +182,22 @@ def baseline_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...]
     return d, (f"{dropped} seed(s) without both sides dropped" if dropped else "")
 
 
+def _level_row(h: Hypothesis, c: _Context, task: str, level: str, reference: Any, s: Any, p: Shown, bad: str,
+               note: str, method: str, **extra: Any) -> dict[str, Any]:
+    """Return the row of one level of a contrast hypothesis on one task (``s``: its PairedStats)."""
+    lo, hi = s.ci(c.settings.alpha)
+    return make_row(**_base(
+        h, c, task=task, variant="level", factor=h.factor, level=level, reference=reference, method=method,
+        n=int(s.n), estimate=float(s.estimate) if s.n else None, ci_low=float(lo) if not bad else None,
+        ci_high=float(hi) if not bad else None, df=float(s.df) if s.n else None, p_support=float(p.support),
+        p_contra=float(p.contra), verdict=str(verdict_of(p, c.settings.alpha)),
+        note="; ".join(filter(None, [bad if bad != note else "", note])), **extra))
+
+
 def _against_baselines(h: Hypothesis, c: _Context, part: pd.DataFrame, task: str, level: str,
                        rows: list[dict[str, Any]]) -> Shown:
     """Return the combined p of ``level`` against every baseline of ``task`` (intersection-union); add rows."""
-    alpha, m = c.settings.alpha, c.scale.margin
+    m = c.scale.margin
     pool = c.baselines if c.baselines is not None else pd.DataFrame()
     mine = pool[pool["task"].astype(str) == task] if not pool.empty else pool
     if mine.empty:
@@ -200,14 +212,8 @@ def _against_baselines(h: Hypothesis, c: _Context, part: pd.DataFrame, task: str
         s = paired_stats(d)
         p = shown(h.kind, s, m) if not bad else Shown(np.nan, np.nan)
         per_baseline.append(p)
-        lo, hi = s.ci(alpha)
-        rows.append(make_row(**_base(
-            h, c, task=task, variant="level", factor=h.factor, level=level, reference=f"baseline {name}",
-            method=f"one-sided t bounds on per-seed {c.scale.name}s against the baseline", n=int(s.n),
-            estimate=float(s.estimate) if s.n else None, ci_low=float(lo) if not bad else None,
-            ci_high=float(hi) if not bad else None, df=float(s.df) if s.n else None,
-            p_support=float(p.support), p_contra=float(p.contra), verdict=str(verdict_of(p, alpha)),
-            note="; ".join(filter(None, [bad if bad != note else "", note])))))
+        rows.append(_level_row(h, c, task, level, f"baseline {name}", s, p, bad, note,
+                               f"one-sided t bounds on per-seed {c.scale.name}s against the baseline"))
     return across_all(Shown(np.array([float(p.support) for p in per_baseline]),
                             np.array([float(p.contra) for p in per_baseline])))
 
@@ -248,19 +254,12 @@ def _contrast(h: Hypothesis, c: _Context) -> tuple[Shown, list[dict[str, Any]]]:
             s = paired_stats(d)
             p = shown(h.kind, s, m) if not bad else Shown(np.nan, np.nan)
             level_p.append(p)
-            lo, hi = s.ci(alpha)
             sd = float(s.se * math.sqrt(s.n)) if s.n > 1 else math.nan
             needed = rule_seeds_needed(h.kind, sd, m, alpha) if not bad else math.nan
-            rows.append(make_row(**_base(
-                h, c, task=task, variant="level", factor=h.factor, level=level, reference=h.reference,
-                method=f"one-sided t bounds on per-seed {c.scale.name}s (matched blocks)", n=int(s.n),
-                estimate=float(s.estimate) if s.n else None, ci_low=float(lo) if not bad else None,
-                ci_high=float(hi) if not bad else None, df=float(s.df) if s.n else None,
-                p_support=float(p.support), p_contra=float(p.contra),
-                verdict=str(verdict_of(p, alpha)), power=0.8,
-                n_needed=needed if math.isfinite(needed) else None,
-                underpowered=bool(s.n < needed) if math.isfinite(needed) else None,
-                note="; ".join(filter(None, [bad if bad != note else "", note])))))
+            rows.append(_level_row(h, c, task, level, h.reference, s, p, bad, note,
+                                   f"one-sided t bounds on per-seed {c.scale.name}s (matched blocks)", power=0.8,
+                                   n_needed=needed if math.isfinite(needed) else None,
+                                   underpowered=bool(s.n < needed) if math.isfinite(needed) else None))
         stacked = Shown(np.array([float(p.support) for p in level_p]), np.array([float(p.contra) for p in level_p]))
         combined = levels_some(stacked) if h.levels == "some" else across_all(stacked)
         task_p.append(combined)

@@ -205,8 +205,7 @@ def all_of(parts: list[Shown]) -> Shown:
     """Return the conjunction of hypotheses: supported when all are, contradicted when any is (Holm)."""
     stacked = Shown(np.stack([np.asarray(q.support, float) for q in parts], axis=-1),
                     np.stack([np.asarray(q.contra, float) for q in parts], axis=-1))
-    support, contra = stacked.support, stacked.contra
-    missing = ~np.all(np.isfinite(support), axis=-1)
+    missing = ~np.all(np.isfinite(stacked.support), axis=-1)
     out = across_all(stacked)
     return Shown(np.where(missing, np.nan, out.support), np.where(missing, np.nan, out.contra))
 

@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import os
 import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -136,21 +137,31 @@ def load_synthetic_2d(name: str, ctx: LoadContext) -> RawSplits:
     return RawSplits(x_tr, y_tr, x_te, y_te)
 
 
-def load_npz(name: str, ctx: LoadContext) -> RawSplits:
-    """Return splits from ``npz:PATH`` with x_train, y_train, x_test, y_test (optional x_val, y_val)."""
+def _npz_path(name: str) -> Path:
+    """Return the file of ``npz:PATH``; raise DataError naming the format when it is missing."""
     path = Path(name.partition(":")[2]).expanduser()
     if not path.is_file():
         raise DataError(f"task {name!r}: file {path} not found; expected an .npz with "
                         "x_train, y_train, x_test, y_test (optional x_val, y_val)")
+    return path
+
+
+def _require_npz_arrays(name: str, path: Path, present: Collection[str]) -> None:
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in present]
+    if missing:
+        raise DataError(f"task {name!r}: {path} lacks {missing}; expected x_train, y_train, x_test, "
+                        f"y_test (optional x_val, y_val), found {sorted(present)}")
+
+
+def load_npz(name: str, ctx: LoadContext) -> RawSplits:
+    """Return splits from ``npz:PATH`` with x_train, y_train, x_test, y_test (optional x_val, y_val)."""
+    path = _npz_path(name)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"task {name!r}: cannot read {path} as an .npz without pickle ({exc})") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
-    if missing:
-        raise DataError(f"task {name!r}: {path} lacks {missing}; expected x_train, y_train, x_test, "
-                        f"y_test (optional x_val, y_val), found {sorted(arrays)}")
+    _require_npz_arrays(name, path, arrays)
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"task {name!r}: {path} has only one of x_val / y_val; give both or neither")
     return RawSplits(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
@@ -161,20 +172,14 @@ def check_npz(name: str, ctx: LoadContext) -> None:
     """Raise DataError unless ``npz:PATH`` holds x/y train and test arrays that fit; reads array headers only."""
     import zipfile
 
-    path = Path(name.partition(":")[2]).expanduser()
-    if not path.is_file():
-        raise DataError(f"task {name!r}: file {path} not found; expected an .npz with "
-                        "x_train, y_train, x_test, y_test (optional x_val, y_val)")
+    path = _npz_path(name)
     try:
         with zipfile.ZipFile(path) as archive:
             headers = {member[:-4]: _npy_header(archive, member) for member in archive.namelist()
                        if member.endswith(".npy")}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"task {name!r}: cannot read {path} as an .npz ({exc}); write it with numpy.savez") from None
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in headers]
-    if missing:
-        raise DataError(f"task {name!r}: {path} lacks {missing}; expected x_train, y_train, x_test, "
-                        f"y_test (optional x_val, y_val), found {sorted(headers)}")
+    _require_npz_arrays(name, path, headers)
     splits = [s for s in ("train", "val", "test") if f"x_{s}" in headers]
     for split in splits:
         (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], headers.get(f"y_{split}", ((), None))

@@ -113,8 +113,6 @@ def sort_attempts(trials: Iterable[FrozenTrial], *, grace_period: float, mine: C
     ``mine`` holds trial ids the caller runs and keeps alive: they are ``running``
     without a staleness check. ``host`` and ``now`` default to this host and time.
     """
-    from optuna.trial import TrialState
-
     host = host or socket.gethostname()
     now = time.time() if now is None else now
     attempts: list[Attempt] = []

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.contract import RESULT_ATTRS
 
-from ._types import Factor, Scalar, SpecError
+from ._types import Factor, Scalar
 
 if TYPE_CHECKING:
     from ._parser import SpecParser

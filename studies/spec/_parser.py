@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
 import typing
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any

@@ -55,11 +55,11 @@ def write_export(frame: pd.DataFrame, out: str | Path, fmt: str) -> None:
     if fmt == "csv":
         frame.to_csv(out, index=False)
         return
-    try:
-        import pyarrow  # noqa: F401 - pandas' Parquet engine
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:  # pandas' Parquet engine
         raise StorageError("--format parquet needs pyarrow: pip install 'orca-ablate[parquet]' (or use "
-                           "--format csv)") from None
+                           "--format csv)")
     frame.to_parquet(out, index=False)
 
 

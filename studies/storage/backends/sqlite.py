@@ -35,7 +35,7 @@ SQLITE_WAL = True
 def _open(url: str, *, must_exist: bool) -> BaseStorage:
     import optuna
     from optuna.storages import RDBStorage
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import DatabaseError, IntegrityError
 
     kwargs: dict[str, Any] = {}
     file = sqlite_path(url)
