@@ -202,3 +202,34 @@ def test_a_killed_cell_is_rerun_with_its_checkpoint_folder(tmp_path: Path, fake_
         assert trial.user_attrs["details"]["resumed"] is True
         assert folder.startswith(str(tmp_path / "cache" / "checkpoints"))
     assert len({t.user_attrs["details"]["checkpoint_dir"] for t in done}) == 2  # one folder per cell
+
+
+@pytest.mark.slow
+def test_sqlite_on_a_full_disk_is_one_clear_line_then_resumes(small_disk: Path, cli_env: dict[str, str],
+                                                               write_spec: Any) -> None:
+    url = f"sqlite:///{small_disk / 'study.db'}"
+    spec = write_spec(SPEC)
+    command = [sys.executable, "-m", "studies.cli", "run", str(spec), "--storage", url, "--workers", "1",
+               "--trial-fn", FAKE, "--no-progress", "--grace-period", "2"]
+    run = subprocess.Popen(command, env={**cli_env, "ORCA_ABLATE_FAKE_SECONDS": "2"}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not (small_disk / "study.db").exists():
+        time.sleep(0.2)
+    time.sleep(5)
+    filler = small_disk / "filler"
+    try:
+        with open(filler, "wb") as handle:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 2 and "the disk is full" in err and "Traceback" not in err, err
+    filler.unlink()
+    time.sleep(2.5)
+    again = subprocess.run(command, env={**cli_env, "ORCA_ABLATE_FAKE_SECONDS": "0"}, capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    _exactly_once(url)
