@@ -122,9 +122,9 @@ def plan_study(spec: StudySpec, *, storage: str | None = None, study_name: str |
     return Plan(name, study is not None, tuple(tasks), cpus_per_worker, gpus_per_worker)
 
 
-def _complete(study: optuna.Study | None) -> set[tuple[str, int]]:
+def _complete(study: optuna.Study | None) -> frozenset[tuple[str, int]]:
     if study is None:
-        return set()
+        return frozenset()
     return sort_attempts(study.get_trials(deepcopy=False), grace_period=float("inf")).complete()
 
 

@@ -134,7 +134,7 @@ class Runner:
         """Return the trial ids of this run's running attempts."""
         return {job.trial_id for job in self.jobs.values()}
 
-    def complete(self) -> set[Ident]:
+    def complete(self) -> frozenset[Ident]:
         """Return the cells with a COMPLETE attempt."""
         return self.seen.complete() | self.done
 
@@ -220,7 +220,8 @@ class Runner:
 
     def show(self, bar: Any) -> None:
         """Bring the progress bar up to date: the one place it changes."""
-        bar.n = sum(c.ident in self.complete() for c in self.cells)
+        done = self.complete()
+        bar.n = sum(c.ident in done for c in self.cells)
         bar.set_postfix(running=len(self.jobs), failed=sum(t.gave_up for t in self.tally.values()), refresh=False)
         bar.refresh()
 

@@ -16,6 +16,7 @@ Claiming, the run loop, reaping and ``status`` all read the study through
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Container, Iterable, Sequence
@@ -76,9 +77,13 @@ class StudyScan:
         """Return the attempts at one cell, in trial-number order."""
         return self.by_cell.get(ident, [])
 
-    def complete(self) -> set[Ident]:
-        """Return the cells with a COMPLETE attempt."""
-        return {a.ident for a in self.attempts if a.state == "complete"}
+    def complete(self) -> frozenset[Ident]:
+        """Return the cells with a COMPLETE attempt (computed once per scan: the run loop asks often)."""
+        return self._complete
+
+    @functools.cached_property
+    def _complete(self) -> frozenset[Ident]:
+        return frozenset(a.ident for a in self.attempts if a.state == "complete")
 
     def running(self, exclude: Container[int] = ()) -> set[Ident]:
         """Return the cells without a COMPLETE attempt that have a live RUNNING one (trial ids in ``exclude`` aside)."""
