@@ -108,6 +108,21 @@ def with_derived_columns(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFra
     return df
 
 
+_AGGREGATES = ("trial", "config", "within")
+
+
+def dense_strata(g: np.ndarray) -> np.ndarray:
+    """Return ``(n,)`` stratum labels renumbered 0..k-1 in order of first appearance."""
+    _, first, inverse = np.unique(g, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))
+    return order[inverse].astype(np.intp)
+
+
+def _varies_within(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> bool:
+    """Return whether some stratum has two observations with distinct x and distinct y."""
+    return any(np.ptp(x[g == k]) > 0 and np.ptp(y[g == k]) > 0 for k in np.unique(g) if (g == k).sum() >= 2)
+
+
 def _enough(x: np.ndarray, y: np.ndarray) -> bool:
     return x.size >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
 
@@ -217,7 +232,10 @@ def correlation_tests(
     Input: the tidy trials frame of :func:`load_trials` (one row per trial; columns ``by``, ``x``,
     ``y`` and the factor columns). ``x = "otdd_reduction"`` is computed as before - after.
     ``aggregate = "trial"`` uses every trial as one observation; ``"config"`` first averages seeds
-    per configuration (``by`` plus ``config_columns``, default the frame's factor columns).
+    per configuration (``by`` plus ``config_columns``, default the frame's factor columns);
+    ``"within"`` keeps the trials but ranks and permutes only within each configuration (a
+    seed-level question, "do a configuration's luckier seeds have lower OTDD?", which treats seeds
+    of one configuration as exchangeable rather than independent of it).
     p-values come from permutations of ``y`` (within task for the pooled row): exact by enumeration
     when feasible (``p_kind = "exact"``), else ``n_resamples`` random ones (``"permutation"``).
     CIs: paired BCa bootstrap for Spearman and Kendall, Fisher z for Pearson. ``p_adj`` corrects
@@ -226,17 +244,20 @@ def correlation_tests(
     """
     m = _method(method)
     correction_name(correction)
-    if aggregate not in ("trial", "config"):
-        raise AnalysisError(f"unknown aggregate {aggregate!r}; expected 'trial' or 'config'")
+    if aggregate not in _AGGREGATES:
+        raise AnalysisError(f"unknown aggregate {aggregate!r}; expected one of {', '.join(map(repr, _AGGREGATES))}")
     if not 0 < confidence < 1:
         raise AnalysisError(f"confidence must be in (0, 1), got {confidence}")
     data = with_derived_columns(df, [by, x, y])
+    keys = [c for c in (config_columns if config_columns is not None else factor_columns(df))
+            if c in data.columns and c not in (by, "seed", x, y)]
     if aggregate == "config":
-        keys = [c for c in (config_columns if config_columns is not None else factor_columns(df))
-                if c in data.columns and c not in (by, "seed", x, y)]
         data = (data[[by, *keys, x, y]].dropna(subset=[x, y])
                 .groupby([by, *keys], dropna=False, sort=True, observed=True)[[x, y]].mean().reset_index())
-    data = data[[by, x, y]].dropna(subset=[x, y])
+    data = data[[by, *keys, x, y]].dropna(subset=[x, y])
+    # "within": seeds of one configuration are the units, ranked and permuted only within it.
+    strata = (data.groupby([by, *keys], dropna=False, sort=False, observed=True).ngroup().to_numpy(np.intp)
+              if aggregate == "within" else np.zeros(len(data), dtype=np.intp))
     rng = as_generator(random_state)
     family = f"correlation {m.name} {x}~{y} ({aggregate})"
     common = {"test": "correlation", "variant": aggregate, "method": m.name, "x": x, "y": y,
@@ -245,13 +266,17 @@ def correlation_tests(
     rows: list[dict[str, Any]] = []
     usable: list[tuple[np.ndarray, np.ndarray]] = []
     nulls: list[_Null | None] = []
+    data = data.assign(_stratum=strata)
     for task, part in data.groupby(by, sort=True):
         xv, yv = part[x].to_numpy(float), part[y].to_numpy(float)
-        if not _enough(xv, yv):
-            rows.append(make_row(**common, task=task, n=xv.size, note=NOT_ENOUGH_DATA))
+        gv = dense_strata(part["_stratum"].to_numpy(np.intp))
+        if not _enough(xv, yv) or (aggregate == "within" and not _varies_within(xv, yv, gv)):
+            note = NOT_ENOUGH_DATA + ("" if aggregate != "within" else ": needs a configuration with two seeds "
+                                      "whose OTDD and score both differ")
+            rows.append(make_row(**common, task=task, n=xv.size, note=note))
             continue
-        usable.append((xv, yv))
-        values, null = _one(m, xv, yv, np.zeros(xv.size, dtype=np.intp), n_resamples=n_resamples, rng=rng,
+        usable.append((xv, yv, part["_stratum"].to_numpy(np.intp)))
+        values, null = _one(m, xv, yv, gv, n_resamples=n_resamples, rng=rng,
                             confidence=confidence, alternative=alternative)
         nulls.append(null)
         rows.append(make_row(**common, task=task, n=xv.size, **values))
@@ -259,7 +284,8 @@ def correlation_tests(
         if len(usable) >= 2:
             xv = np.concatenate([u[0] for u in usable])
             yv = np.concatenate([u[1] for u in usable])
-            g = np.concatenate([np.full(u[0].size, i, dtype=np.intp) for i, u in enumerate(usable)])
+            g = (dense_strata(np.concatenate([u[2] for u in usable])) if aggregate == "within"
+                 else np.concatenate([np.full(u[0].size, i, dtype=np.intp) for i, u in enumerate(usable)]))
             parts = [n for n in nulls if n is not None]
             values, _ = _one(m, xv, yv, g, n_resamples=n_resamples, rng=rng, confidence=confidence,
                              alternative=alternative, parts=parts if len(parts) == len(usable) else None)

@@ -94,13 +94,15 @@ def otdd_score_figure(df: pd.DataFrame, path: Path, *, x: str = contract.OTDD_AF
 _MAX_SEED_POINTS = 30  # per-seed values are drawn beside the mean up to this many seeds
 
 
-def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = contract.TEST_SCORE) -> Path | None:
+def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = contract.TEST_SCORE,
+                  baselines: pd.DataFrame | None = None) -> Path | None:
     """Return ``path`` after drawing the mean ``y`` per level of ``factor`` with 95% t CIs over seeds, per task.
 
     Levels are in the spec's order (``df.attrs["spec"]``), else sorted; each seed's value (grey,
     beside the mean) is drawn too when there are few seeds. Input: the tidy trials frame (``task``,
     ``seed``, ``factor``, ``y``); other factors are averaged within each (level, seed) first.
-    Returns None when the factor has no recorded level.
+    ``baselines`` (``StudyData.baselines``): each baseline of a task is a dashed horizontal line at
+    its mean ``test_score`` over seeds, labelled. Returns None when the factor has no recorded level.
     """
     data = df.dropna(subset=[y, factor])
     if data.empty:
@@ -127,6 +129,7 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = contrac
             if vals.size <= _MAX_SEED_POINTS:  # few seeds: show each seed's value beside the mean
                 ax.scatter(np.full(vals.size, i + 0.12), vals, s=12, color="0.45", linewidths=0, zorder=3)
         ax.errorbar(pos, means, yerr=half, fmt="o", capsize=4, color="tab:blue")
+        _baseline_lines(ax, baselines, task)
         rotate = max(map(len, order)) > 6
         # Rotated labels end at their tick (ha="right"), so the last one stays inside the figure.
         ax.set_xticks(range(len(order)), order, rotation=30 if rotate else 0, ha="right" if rotate else "center")
@@ -134,6 +137,18 @@ def factor_figure(df: pd.DataFrame, factor: str, path: Path, *, y: str = contrac
         ax.set_xlabel(factor)
         ax.set_ylabel(f"mean {y} (95% CI)")
     return _save(fig, path)
+
+
+def _baseline_lines(ax: Axes, baselines: pd.DataFrame | None, task: str) -> None:
+    """Draw each baseline of ``task`` as a dashed line at its mean test score, with a legend."""
+    if baselines is None or baselines.empty:
+        return
+    mine = baselines[baselines[contract.PARAM_TASK] == task]
+    means = mine.groupby(contract.BASELINE, sort=False)[contract.TEST_SCORE].mean().dropna()
+    for i, (name, mean) in enumerate(means.items()):
+        ax.axhline(float(mean), ls="--", lw=1.1, color=f"C{(i + 1) % 10}", label=f"baseline {name}", zorder=1)
+    if len(means):
+        ax.legend(fontsize=7, loc="best")
 
 
 _CURVE_SPLIT = "embedder.epochs"

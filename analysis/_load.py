@@ -38,6 +38,7 @@ _OPTIONAL_NUMBERS: tuple[str, ...] = (contract.PEAK_MEM_MB,)
 _RESERVED = {TRIAL, _TASK, _SEED, contract.CELL, *OUTCOME_COLUMNS, *_OPTIONAL_TEXT, *_OPTIONAL_NUMBERS,
              OTDD_REDUCTION}
 _STEP, _OTDD = "step", "otdd"
+_SECONDARY = "__secondary__"  # a row's secondary metrics until _secondary makes them columns
 
 
 BASELINE_COLUMNS = (TRIAL, _TASK, _SEED, contract.BASELINE, contract.METRIC, contract.DIRECTION, contract.VAL_SCORE,
@@ -63,6 +64,9 @@ class StudyData:
         study: the loaded :class:`optuna.Study` (for artifacts and notes).
         baselines: ``trial, task, seed, baseline, metric, direction, val_score, test_score, seconds``
             of each COMPLETE classical-baseline trial (a spec's ``baselines:``); kept out of ``trials``.
+        secondary: the study's secondary metrics, name -> direction (``maximize`` / ``minimize``):
+            every test-split metric a trial recorded (``details.test_metrics``) other than its own
+            ``metric``; each is a column of ``trials`` (also ``trials.attrs["secondary"]``).
     """
 
     name: str
@@ -75,6 +79,7 @@ class StudyData:
     artifact_dir: str | None = None
     study: optuna.Study | None = None
     baselines: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(BASELINE_COLUMNS)))
+    secondary: Mapping[str, str] = field(default_factory=dict)
 
 
 def _describe(storage: str | BaseStorage) -> str:
@@ -167,7 +172,30 @@ def _row(t: FrozenTrial, factors: Sequence[str]) -> dict[str, Any]:
     for name in _OPTIONAL_NUMBERS:
         if name in ua:
             row[name] = _number(ua[name])
+    details = ua.get(contract.DETAILS)
+    metrics = details.get(contract.TEST_METRICS) if isinstance(details, Mapping) else None
+    if isinstance(metrics, Mapping):
+        own = ua.get(contract.METRIC)
+        row[_SECONDARY] = {str(k): _number(v) for k, v in metrics.items() if str(k) != own}
     return row
+
+
+def _secondary(rows: list[dict[str, Any]], factors: Sequence[str]) -> dict[str, str]:
+    """Pop each row's secondary metrics into columns; return name -> direction of those kept.
+
+    A name that is also a factor or a trials-frame column is left out (it would overwrite it).
+    """
+    taken = {*_RESERVED, *factors, contract.BASELINE}
+    names: dict[str, str] = {}
+    for row in rows:
+        for name in row.get(_SECONDARY, {}):
+            if name not in taken:
+                names.setdefault(name, "minimize" if name in contract.MINIMISED_METRICS else "maximize")
+    for row in rows:
+        given = row.pop(_SECONDARY, {})
+        for name in names:
+            row[name] = given.get(name, math.nan)
+    return names
 
 
 _STATES = ("COMPLETE", "DUPLICATE", "FAIL", "RUNNING", "WAITING", "PRUNED")
@@ -222,7 +250,9 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
         raise AnalysisError(f"study {study_name!r} in storage {_describe(storage)!r} has no COMPLETE trial "
                             f"({states}); run it first (`orca-ablate run`), or check the name: list the studies "
                             f"with `optuna studies --storage {_describe(storage)}`")
-    frame = _trials_frame(rows, factors)
+    secondary = _secondary(rows, factors)
+    frame = _trials_frame(rows, factors, list(secondary))
+    frame.attrs["secondary"] = dict(secondary)
     spec = dict(attrs.get(contract.SPEC) or {})
     if contract.DIRECTION not in frame.columns and spec.get(contract.DIRECTION) in ("maximize", "minimize"):
         frame.insert(frame.columns.get_loc(contract.OTDD_BEFORE), contract.DIRECTION, spec[contract.DIRECTION])
@@ -240,6 +270,7 @@ def load_study(storage: str | BaseStorage, study_name: str) -> StudyData:
         artifact_dir=str(artifact_dir) if artifact_dir else None,
         study=study,
         baselines=pd.DataFrame(baselines, columns=list(BASELINE_COLUMNS)),
+        secondary=secondary,
     )
 
 
@@ -255,11 +286,11 @@ def _baseline_row(t: FrozenTrial) -> dict[str, Any]:
             contract.SECONDS: _number(ua.get(contract.SECONDS))}
 
 
-def _trials_frame(rows: list[dict[str, Any]], factors: Sequence[str]) -> pd.DataFrame:
+def _trials_frame(rows: list[dict[str, Any]], factors: Sequence[str], secondary: Sequence[str] = ()) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     present_text = [c for c in _OPTIONAL_TEXT if c in frame.columns]
     present_num = [c for c in _OPTIONAL_NUMBERS if c in frame.columns]
-    columns = [TRIAL, _TASK, _SEED, *factors, *present_text, *OUTCOME_COLUMNS, *present_num]
+    columns = [TRIAL, _TASK, _SEED, *factors, *present_text, *OUTCOME_COLUMNS, *present_num, *secondary]
     frame = frame.reindex(columns=columns)
     frame[_TASK] = frame[_TASK].astype(str)
     frame[TRIAL] = frame[TRIAL].astype(int)
@@ -272,7 +303,9 @@ def load_trials(storage: str | BaseStorage, study_name: str) -> pd.DataFrame:
 
     Columns: ``trial, task, seed``, one column per factor (named by its path), ``modality``,
     ``metric`` and ``direction`` when recorded, then ``otdd_before, otdd_after, val_score,
-    test_score, value, seconds`` (NaN where missing). ``frame.attrs["factors"]`` lists the factors.
+    test_score, value, seconds`` (NaN where missing), ``peak_mem_mb`` when recorded, then one column per
+    secondary metric. ``frame.attrs["factors"]`` lists the factors, ``frame.attrs["secondary"]`` the
+    secondary metrics (name -> direction).
     Failed, running and duplicate trials are left out; :func:`load_study` counts them.
     """
     return load_study(storage, study_name).trials
@@ -283,7 +316,8 @@ def factor_columns(df: pd.DataFrame) -> list[str]:
     recorded = df.attrs.get("factors")
     if recorded:
         return [f for f in recorded if f in df.columns]
-    return [c for c in df.columns if c not in _RESERVED]
+    secondary = df.attrs.get("secondary") or {}
+    return [c for c in df.columns if c not in _RESERVED and c not in secondary]
 
 
 def varying_factors(df: pd.DataFrame) -> list[str]:

@@ -317,7 +317,7 @@ def run_baseline(config: TrialConfig, baseline: str,
             "baseline": baseline, "params": fit.params, "tuning": fit.tuning, "description": spec.description,
             "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
             "num_classes": task.num_classes, "output": task.output, "target_shape": list(task.target_shape),
-            "test_metrics": test_metrics,
+            contract.TEST_METRICS: test_metrics,
         },
     }
 

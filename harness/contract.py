@@ -18,9 +18,9 @@ from pathlib import Path
 __all__ = [
     "ARTIFACT_DIR", "ATTEMPT", "BASELINE", "BASE_CONFIG", "BEST_EPOCH", "CELL", "CHECKED_NAMES", "CONFIG", "CREATED_BY",
     "DEFAULT_STORAGE", "DETAILS", "DEVICE", "DIRECTION", "ERROR", "EXTENSION_COPY_COMPLETE", "FACTORS",
-    "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MODALITY", "OTDD_AFTER",
+    "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MINIMISED_METRICS", "MODALITY", "OTDD_AFTER",
     "OTDD_BEFORE", "OTDD_CURVE", "OWNER_HOST", "OWNER_PID", "PARAM_SEED", "PARAM_TASK", "PEAK_MEM_MB",
-    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SLURM_SUBMISSIONS", "SPEC", "STALE", "TEST_SCORE",
+    "RESULT_ATTRS", "SECONDS", "SECONDS_BY_STAGE", "SLOT", "SLURM_SUBMISSIONS", "SPEC", "STALE", "TEST_METRICS", "TEST_SCORE",
     "TRACEBACK", "TRAINABLE_PARAMS", "VAL_CURVE", "VAL_SCORE", "VERSIONS", "WORKER_PID", "check_study_name",
     "is_server_url", "is_sqlite_url", "journal_path", "sqlite_path",
 ]
@@ -44,6 +44,11 @@ DEVICE = "device"
 CONFIG = "config"
 VERSIONS = "versions"
 DETAILS = "details"
+TEST_METRICS = "test_metrics"
+"""Inside ``details`` (and a key a ``trial_fn`` may return): every metric of the test split, name -> value;
+those other than the trial's own ``metric`` are a study's secondary metrics."""
+MINIMISED_METRICS = ("rel_l2",)
+"""Metrics for which lower is better (every other metric: higher is better)."""
 GIT_COMMIT = "git_commit"
 """Inside ``versions``: the commit of the checkout the trial ran from, when it ran from one."""
 

@@ -258,7 +258,7 @@ def run_trial(cfg: TrialConfig, on_epoch: Callable[[int, float], None] | None = 
                  "proxy": proxy.description, "proxy_size": len(proxy.y),
                  "n_train": len(task.x_train), "n_val": len(task.x_val), "n_test": len(task.x_test),
                  "n_align": n_align, "num_classes": task.num_classes, "finetune_epochs": epochs,
-                 "output": task.output, "target_shape": list(task.target_shape), "test_metrics": test_metrics,
+                 "output": task.output, "target_shape": list(task.target_shape), contract.TEST_METRICS: test_metrics,
                  "otdd_label_classes": int(task.otdd_labels[:n_align].unique().numel()),
                  "stage1_cache": source, "stage1_seconds_here": t_align - t_load,
                  "resumed_after_epoch": ft.resumed_after},

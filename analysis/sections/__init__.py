@@ -57,7 +57,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from analysis._columns import AnalysisError
-from analysis.sections import baselines, correlation, curves, design, factors, hypotheses, reproducibility
+from analysis.sections import (baselines, correlation, curves, design, factors, hypotheses, reproducibility,
+                               secondary)
 from analysis.sections._section import ReportView, Section, TestInputs, pick
 
 __all__ = ["SECTIONS", "ReportView", "Section", "TestInputs", "check_sections", "pick"]
@@ -68,6 +69,7 @@ SECTIONS: list[Section] = [
     baselines.BASELINES,
     correlation.OTDD_CORRELATION,
     factors.FACTORS,
+    secondary.SECONDARY,
     curves.OTDD_CURVES,
     design.DESIGN,
     reproducibility.REPRODUCIBILITY,

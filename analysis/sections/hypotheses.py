@@ -77,7 +77,24 @@ def summary_table(rows: pd.DataFrame, says: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _against_baselines(doc: Document, view: ReportView) -> None:
+    """One line per task: ORCA's best configuration against the best baseline (the baselines section's rows)."""
+    rows = view.rows.get("baselines")
+    best = rows[rows["variant"] == "best-vs-best"] if rows is not None and not rows.empty else None
+    if best is None or best.empty:
+        return
+    doc.para("Against the classical baselines on the same splits (best configuration vs best baseline, paired "
+             "by seed; positive: ORCA better):")
+    doc.bullets([f"`{r.task}`: {r.note}: {format_value(r.estimate)} [{format_value(r.ci_low)}, "
+                 f"{format_value(r.ci_high)}], {r.level} vs {r.reference}, {r.n} seeds" for r in best.itertuples()])
+
+
 def _verdicts(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:
+    _answer(doc, view, rows)
+    _against_baselines(doc, view)
+
+
+def _answer(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:
     spec = view.data.spec or {}
     declared = read_hypotheses(spec)
     settings, exploratory = settings_for(spec, view.margin, view.alpha)

@@ -27,7 +27,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     """Add SPEC and what changes it (``--set``, ``--tasks``, ``--seeds``) to a command that takes a spec."""
     parser.add_argument("spec", metavar="SPEC",
                         help="a spec file, or the name of a shipped spec (quickstart, proxy, embedder-epochs, "
-                             "freezing, pretraining)")
+                             "freezing, pretraining, objective)")
     parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override or add base settings, e.g. --set finetune.epochs=1 data.max_train_samples=200")
     parser.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
@@ -36,6 +36,11 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
                              "(rerun with more seeds to extend the study)")
+    parser.add_argument("--trial-fn", default=None, metavar="MODULE:FUNCTION",
+                        help="run every cell with this function instead of ORCA's harness.run_trial (the spec's "
+                             "trial_fn:): it gets the cell's settings as a dict (task, seed, factor levels, base) "
+                             "and an on_epoch callback and returns a dict with at least test_score; factor and "
+                             "task names are then the function's (see docs/studies.md)")
     parser.add_argument("--allow-missing-data", action="store_true",
                         help="create the study although this host lacks a task's data or a body checkpoint "
                              "(the hosts that run the cells have them)")
@@ -48,7 +53,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpe
     from ..spec import load_spec
 
     return load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds,
-                     check_data=not args.allow_missing_data)
+                     check_data=not args.allow_missing_data, trial_fn=args.trial_fn)
 
 
 def positive(value: str) -> float:
@@ -80,9 +85,8 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a RUNNING attempt of another host is stale after this long without a heartbeat "
                              "(default 600); dead processes on this host are detected at once")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    # Testing hooks: a fake trial function (module:function) instead of harness.run_trial, the
-    # heartbeat interval, and trials in a thread of this process (no worker processes).
-    parser.add_argument("--trial-fn", default=None, help=argparse.SUPPRESS)  # else $ORCA_ABLATE_TRIAL_FN
+    # Testing hooks: the heartbeat interval, and trials in a thread of this process (no worker
+    # processes). A fake trial function comes from $ORCA_ABLATE_TRIAL_FN, or run --trial-fn.
     parser.add_argument("--heartbeat-interval", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
 
@@ -96,7 +100,7 @@ def execute(args: argparse.Namespace, start: Callable[..., Any], *positional: An
     from ..engine import DEFAULT_GRACE_PERIOD
 
     signal.signal(signal.SIGTERM, _interrupt)
-    report = start(*positional, trial_fn=args.trial_fn, inline=args.inline, progress=not args.no_progress,
+    report = start(*positional, trial_fn=getattr(args, "trial_fn_override", None), inline=args.inline, progress=not args.no_progress,
                    grace_period=args.grace_period if args.grace_period is not None else DEFAULT_GRACE_PERIOD,
                    heartbeat_interval=args.heartbeat_interval, max_retries=args.max_retries, **options)
     print(report.summary())

@@ -28,14 +28,10 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan; return 0."""
-    import os
-
     from ..engine._plan import plan_study
-    from ..engine._workers import DEFAULT_TRIAL_FN, TRIAL_FN_ENV
     from ._options import spec_from_args
 
     plan = plan_study(spec_from_args(args), storage=args.storage, study_name=args.study_name,
-                      cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, pilot=args.pilot,
-                      trial_fn=os.environ.get(TRIAL_FN_ENV) or DEFAULT_TRIAL_FN)
+                      cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, pilot=args.pilot)
     print(plan.summary())
     return 0

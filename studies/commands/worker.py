@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-run a cell whose attempt failed with an error up to R times, counting failures "
                              "by every worker since this one started (default 1)")
     add_execution_arguments(parser)
+    # Testing hook: replace the study's trial function (its names unchanged); the study records its own.
+    parser.add_argument("--trial-fn", dest="trial_fn_override", default=None, help=argparse.SUPPRESS)
+
 
 def run(args: argparse.Namespace) -> int:
     """Run cells of the study; print a summary; return 1 when a cell failed after its retries, else 0."""

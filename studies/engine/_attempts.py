@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.contract import (ATTEMPT, CELL, CONFIG, ERROR, HEARTBEAT, OWNER_HOST, OWNER_PID, RESULT_ATTRS,
-                              SECONDS, SECONDS_BY_STAGE, SLOT, STALE, WORKER_PID)
+from harness.contract import (ATTEMPT, CELL, CONFIG, DETAILS, ERROR, HEARTBEAT, OWNER_HOST, OWNER_PID,
+                              RESULT_ATTRS, SECONDS, SECONDS_BY_STAGE, SLOT, STALE, TEST_METRICS, WORKER_PID)
 
 from ..spec import Cell
 from ..storage._rdb_direct import create_running_trial, write_trial
@@ -96,8 +96,24 @@ def heartbeat(storage: BaseStorage, trial_id: int) -> bool:
 
 
 def result_attrs(result: Mapping[str, Any], seconds: float) -> dict[str, Any]:
-    """Return the user attrs of a finished attempt from a TrialResult dict."""
+    """Return the user attrs of a finished attempt from a TrialResult dict (or a ``trial_fn``'s dict).
+
+    Result fields of the contract are copied as they are; a ``test_metrics`` mapping and any
+    other top-level number a trial function returns (``macro_f1``, ...) go to
+    ``details.test_metrics``, where the report finds a study's secondary metrics.
+    """
     attrs = {key: _plain(result[key]) for key in RESULT_ATTRS if key in result}
+    known = {*RESULT_ATTRS, SECONDS, CONFIG, TEST_METRICS}
+    extra = {key: float(value) for key, value in result.items()
+             if key not in known and isinstance(key, str) and isinstance(value, (int, float))
+             and not isinstance(value, bool) and math.isfinite(value)}
+    given = result.get(TEST_METRICS)
+    if isinstance(given, Mapping):
+        extra = {**{str(k): float(v) for k, v in given.items() if finite(v) is not None}, **extra}
+    if extra:
+        details = attrs.get(DETAILS) if isinstance(attrs.get(DETAILS), Mapping) else {}
+        metrics = details.get(TEST_METRICS) if isinstance(details.get(TEST_METRICS), Mapping) else {}
+        attrs[DETAILS] = {**details, TEST_METRICS: {**metrics, **extra}}
     stages = result.get(SECONDS)
     if isinstance(stages, Mapping):
         attrs[SECONDS_BY_STAGE] = _plain(stages)

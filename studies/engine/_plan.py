@@ -21,7 +21,7 @@ from ..spec import Cell, StudySpec, expand_cells
 from ..storage import load_study, open_storage, study_names
 from ._state import sort_attempts
 from ._status import format_table
-from ._workers import TrialFn, resolve_trial_fn
+from ._workers import TrialFn, call_trial, resolve_trial_fn, trial_fn_for
 
 if TYPE_CHECKING:
     import optuna
@@ -90,7 +90,7 @@ class Plan:
 
 def plan_study(spec: StudySpec, *, storage: str | None = None, study_name: str | None = None,
                cpus_per_worker: int = 1, gpus_per_worker: int = 0, pilot: bool = False,
-               trial_fn: str | TrialFn = "harness:run_trial") -> Plan:
+               trial_fn: str | TrialFn | None = None) -> Plan:
     """Return the plan of ``spec`` against its study (which may not exist yet); nothing is written."""
     import optuna
 
@@ -115,7 +115,7 @@ def plan_study(spec: StudySpec, *, storage: str | None = None, study_name: str |
         elif pooled:
             seconds, source = statistics.median(pooled), "other tasks"
         elif pilot and done < len(mine):
-            seconds, source = _pilot(mine[0], spec, resolve_trial_fn(trial_fn)), "pilot"
+            seconds, source = _pilot(mine[0], spec, resolve_trial_fn(trial_fn_for(spec, trial_fn))), "pilot"
         else:
             seconds, source = None, "unknown"
         tasks.append(TaskPlan(task, len(mine), done, seconds, source))
@@ -141,5 +141,5 @@ def _seconds_by_task(study: optuna.Study | None) -> dict[str, list[float]]:
 
 def _pilot(cell: Cell, spec: StudySpec, fn: Callable[..., Any]) -> float:
     start = time.perf_counter()
-    fn(cell.config(spec))
+    call_trial(fn, cell.settings(spec), spec.free)
     return time.perf_counter() - start

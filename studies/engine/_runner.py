@@ -238,13 +238,13 @@ class Runner:
         """Return the worker processes (K of them, at most one per cell to do), or the inline runner."""
         if self.inline:
             try:
-                return InlinePool(self.trial_fn)
+                return InlinePool(self.trial_fn, plain=self.spec.free)
             except (ImportError, AttributeError, ValueError) as exc:
                 raise WorkerError(f"cannot load the trial function {self.trial_fn!r}: "
                                   f"{type(exc).__name__}: {exc}") from None
         size = min(self.workers, len(self.todo()))
         gpus = assign_gpus(size, visible_gpus(), self.workers_per_gpu)
-        return WorkerPool(size, self.trial_fn, max(1, cpu_cores() // self.workers), gpus)
+        return WorkerPool(size, self.trial_fn, max(1, cpu_cores() // self.workers), gpus, plain=self.spec.free)
 
     def feed(self, pool: WorkerPool | InlinePool) -> None:
         """Give every idle worker the next cell that no other attempt holds."""
@@ -283,9 +283,9 @@ class Runner:
         return True
 
     def prepare(self, cell: Cell) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Return the TrialConfig dict and search params of a new attempt at ``cell``."""
+        """Return the settings (TrialConfig dict, or a flat dict for ``trial_fn:``) and search params of an attempt."""
         search = self.sample_search(cell) if self.spec.search else {}
-        return cell.config(self.spec, search).to_dict(), search
+        return cell.settings(self.spec, search), search
 
     def note(self, claimed: Claimed) -> None:
         """Take in what a claim saw: the study's attempts, others' failures, cells out of retries."""

@@ -10,7 +10,6 @@ or a journal file on a shared filesystem. Both record the study's artifact direc
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,9 +22,9 @@ from ._attempts import DEFAULT_GRACE_PERIOD
 from ._claims import reap_stale
 from ._gpus import assign_gpus, visible_gpus
 from ._report import FailedCell, StudyReport
-from ._runner import HEARTBEAT_INTERVAL_S, RunOutcome, Runner
+from ._runner import HEARTBEAT_INTERVAL_S, RunOutcome, Runner, WorkerError
 from ._status import status_of
-from ._workers import DEFAULT_TRIAL_FN, TRIAL_FN_ENV, TrialFn
+from ._workers import DEFAULT_TRIAL_FN, TrialFn, resolve_trial_fn, trial_fn_for
 
 if TYPE_CHECKING:
     import optuna
@@ -44,9 +43,11 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
     ``workers`` local processes run the trials; with ``workers=0`` the study and its
     cells are created (or extended) and nothing runs: ``worker`` processes on any
     host then take the cells. ``inline`` runs the trials in a thread of this process
-    instead (for tests and debugging). ``trial_fn`` is ``harness.run_trial`` unless
-    given (a callable importable by worker processes, or ``"module:function"``; the
-    ``ORCA_ABLATE_TRIAL_FN`` environment variable is a testing hook for it). A
+    instead (for tests and debugging). The cells run the spec's ``trial_fn:``
+    (``harness.run_trial`` without one); ``trial_fn`` replaces the function only, not
+    how its names are read (a callable importable by worker processes, or
+    ``"module:function"``; the ``ORCA_ABLATE_TRIAL_FN`` environment variable is a testing
+    hook for it). A
     cell whose attempt fails is retried up to ``max_retries`` times in this run; stale
     attempts (a killed run's RUNNING trials) are marked FAIL and re-run without
     counting as failures. ``artifact_dir`` is recorded in the study (default: beside a
@@ -61,6 +62,8 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
         raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
     if not inline:
         assign_gpus(workers, visible_gpus(), workers_per_gpu)  # too many workers for the GPUs: refused up front
+    function = trial_fn_for(spec, trial_fn)
+    _check_trial_fn(function)  # before the study is created: a mistyped function leaves the storage untouched
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = DEFAULT_STORAGE if storage is None else storage
     name = study_name or spec.name
@@ -76,7 +79,7 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
         return _report(store, study, spec, url, RunOutcome(stale=stale), grace_period=grace_period, workers=0,
                        mode="prepare", artifact_dir=directory)
     runner = Runner(store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
-                    trial_fn=_trial_fn(trial_fn), grace_period=grace_period,
+                    trial_fn=function, grace_period=grace_period,
                     heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log,
                     workers_per_gpu=workers_per_gpu)
     outcome = runner.run(progress=progress)
@@ -121,7 +124,7 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
     spec = stored_spec(study)
     stale = reap_stale(store, study._study_id, grace_period=grace_period)
     runner = Runner(store, study, spec, workers=1, inline=inline, max_retries=max_retries,
-                    trial_fn=_trial_fn(trial_fn), grace_period=grace_period,
+                    trial_fn=trial_fn_for(spec, trial_fn), grace_period=grace_period,
                     heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
                     log=log or sys.stderr, max_attempts=max_trials)
     try:
@@ -136,8 +139,19 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
                    inline=inline, mode="worker", artifact_dir=recorded_artifact_dir(study))
 
 
-def _trial_fn(given: str | TrialFn | None) -> str | TrialFn:
-    return given or os.environ.get(TRIAL_FN_ENV) or DEFAULT_TRIAL_FN
+def _check_trial_fn(function: str | TrialFn) -> None:
+    """Raise WorkerError when a trial function named ``module:function`` cannot be imported here.
+
+    ``harness.run_trial`` is not imported (it loads torch; the workers do that).
+    """
+    if callable(function) or function == DEFAULT_TRIAL_FN:
+        return
+    try:
+        resolve_trial_fn(function)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise WorkerError(f"cannot load the trial function {function!r}: {type(exc).__name__}: {exc}; it must be "
+                          "importable here and on every worker host (a module on the Python path or in the "
+                          "working directory)") from None
 
 
 def _report(store: BaseStorage, study: optuna.Study, spec: StudySpec, url: str, outcome: RunOutcome, *,

@@ -31,32 +31,54 @@ from typing import Any, Protocol
 from harness.config import TrialConfig
 from harness.contract import DETAILS
 
+from ..spec import DEFAULT_TRIAL_FN, StudySpec
 from ._gpus import GPU_ENV
 
-__all__ = ["DEFAULT_TRIAL_FN", "InlinePool", "TrialFn", "WorkerPool", "checkpoint_dir_for", "cpu_cores",
-           "resolve_trial_fn",
-           "takes_checkpoints"]
+__all__ = ["DEFAULT_TRIAL_FN", "InlinePool", "TrialFn", "WorkerPool", "call_trial", "checkpoint_dir_for",
+           "cpu_cores", "resolve_trial_fn", "takes_checkpoints", "trial_fn_for"]
 
-DEFAULT_TRIAL_FN = "harness:run_trial"
 TRIAL_FN_ENV = "ORCA_ABLATE_TRIAL_FN"
-"""Testing hook: ``module:function`` used instead of harness.run_trial (also ``--trial-fn``)."""
+"""Testing hook: ``module:function`` that replaces the trial function of any spec, its names unchanged
+(a harness spec's function then gets TrialConfigs). ``run --trial-fn`` is the user's option: it sets
+the spec's ``trial_fn:``, whose function gets plain dicts."""
 WATCHDOG_INTERVAL_S = 1.0
 
 
 class TrialFn(Protocol):
-    """``harness.run_trial``'s signature: a config and an ``on_epoch(epoch, val_score)`` callback."""
+    """A trial function: the cell's settings (a TrialConfig, or a plain dict with ``trial_fn:``) and an
+    ``on_epoch(epoch, val_score)`` callback; returns a TrialResult or a dict with at least the spec's metric."""
 
-    def __call__(self, config: TrialConfig, on_epoch: Callable[[int, float], None] | None = None) -> Any: ...
+    def __call__(self, config: Any, on_epoch: Callable[[int, float], None] | None = None) -> Any: ...
+
+
+def trial_fn_for(spec: StudySpec, given: str | TrialFn | None = None) -> str | TrialFn:
+    """Return the function that runs ``spec``'s cells: ``given``, else ``$ORCA_ABLATE_TRIAL_FN``, else the spec's."""
+    return given or os.environ.get(TRIAL_FN_ENV) or spec.trial_fn or DEFAULT_TRIAL_FN
+
+
+def call_trial(fn: TrialFn, settings: Mapping[str, Any], plain: bool, **kwargs: Any) -> Any:
+    """Run ``fn`` on a cell's settings: a plain dict copy (``plain``, a ``trial_fn:`` spec) or its TrialConfig."""
+    return fn(dict(settings) if plain else TrialConfig.from_dict(settings), **kwargs)
 
 
 def resolve_trial_fn(spec: str | TrialFn) -> TrialFn:
-    """Return the trial function named ``module:function`` (or the callable itself)."""
+    """Return the trial function named ``module:function`` (or the callable itself).
+
+    The module is imported as usual, or else from the working directory (a ``trials.py``
+    beside the spec runs as ``--trial-fn trials:run``).
+    """
     if callable(spec):
         return spec
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"trial function {spec!r}: expected module:function, e.g. {DEFAULT_TRIAL_FN}")
-    obj: Any = importlib.import_module(module_name)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.split(".")[0] or os.getcwd() in sys.path:
+            raise
+        sys.path.append(os.getcwd())
+        obj = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     if not callable(obj):
@@ -106,8 +128,11 @@ def result_dict(result: Any) -> dict[str, Any]:
 # -- the worker side ----------------------------------------------------------------------
 
 def worker_main(conn: multiprocessing.connection.Connection, trial_fn: str | TrialFn, threads: int,
-                parent_pid: int, gpu: str | None = None) -> None:
-    """Serve jobs from the parent until it sends None, closes the pipe, or dies; ``gpu``: this worker's device."""
+                parent_pid: int, gpu: str | None = None, plain: bool = False) -> None:
+    """Serve jobs from the parent until it sends None, closes the pipe, or dies; ``gpu``: this worker's device.
+
+    ``plain``: the trial function gets each cell's settings as a dict (a ``trial_fn:`` spec), not a TrialConfig.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     _watch_parent(parent_pid)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -128,15 +153,15 @@ def worker_main(conn: multiprocessing.connection.Connection, trial_fn: str | Tri
         if message is None:
             return
         job_id, config, checkpoint_dir = message
-        conn.send(_run_job(fn, job_id, config, conn, threads, gpu, checkpoint_dir))
+        conn.send(_run_job(fn, job_id, config, conn, threads, gpu, checkpoint_dir, plain))
 
 
 class _Sender(Protocol):
     def send(self, obj: Any) -> None: ...
 
 
-def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
-             threads: int | None, gpu: str | None = None, checkpoint_dir: str | None = None) -> tuple[Any, ...]:
+def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender, threads: int | None,
+             gpu: str | None = None, checkpoint_dir: str | None = None, plain: bool = False) -> tuple[Any, ...]:
     torch = sys.modules.get("torch")
     if threads is not None and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -147,7 +172,7 @@ def _run_job(fn: TrialFn, job_id: int, config: Mapping[str, Any], conn: _Sender,
 
     try:
         extra = {"checkpoint_dir": checkpoint_dir} if checkpoint_dir and takes_checkpoints(fn) else {}
-        result = result_dict(fn(TrialConfig.from_dict(config), on_epoch=on_epoch, **extra))
+        result = result_dict(call_trial(fn, config, plain, on_epoch=on_epoch, **extra))
         if gpu is not None:  # which physical GPU "cuda:0" was
             result[DETAILS] = {**(result.get(DETAILS) or {}), GPU_ENV: gpu}
     except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded on its attempt
@@ -200,16 +225,17 @@ class WorkerPool:
     """K spawn processes running trial functions; the parent multiplexes their pipes."""
 
     def __init__(self, size: int, trial_fn: str | TrialFn, threads: int,
-                 gpus: Sequence[str | None] | None = None) -> None:
+                 gpus: Sequence[str | None] | None = None, plain: bool = False) -> None:
         self._ctx = multiprocessing.get_context("spawn")
         self._trial_fn = trial_fn
         self._threads = threads
+        self._plain = plain
         self.workers = [self._spawn(gpu) for gpu in (gpus if gpus is not None else [None] * size)]
 
     def _spawn(self, gpu: str | None) -> Worker:
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=worker_main, name="orca-ablate-worker",
-                                    args=(child_end, self._trial_fn, self._threads, os.getpid(), gpu))
+                                    args=(child_end, self._trial_fn, self._threads, os.getpid(), gpu, self._plain))
         process.start()
         child_end.close()
         return Worker(process, parent_end, gpu=gpu)
@@ -301,8 +327,9 @@ class InlinePool:
     the interpreter stops the run.
     """
 
-    def __init__(self, trial_fn: str | TrialFn) -> None:
+    def __init__(self, trial_fn: str | TrialFn, plain: bool = False) -> None:
         self._fn = resolve_trial_fn(trial_fn)
+        self._plain = plain
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.workers = [InlineWorker(os.getpid())]
 
@@ -316,7 +343,8 @@ class InlinePool:
         worker.job = job
         sender = _QueueSender(self._events)
         thread = threading.Thread(target=lambda: self._events.put(_run_job(self._fn, job, dict(config), sender, None,
-                                                                           checkpoint_dir=checkpoint_dir)),
+                                                                           checkpoint_dir=checkpoint_dir,
+                                                                           plain=self._plain)),
                                   name=f"orca-ablate-trial-{job}", daemon=True)
         thread.start()
 

@@ -62,6 +62,18 @@ class Cell:
         """Return the trial params: task, every factor path as written in the spec, and seed."""
         return {PARAM_TASK: self.task, **self._levels(), PARAM_SEED: self.seed}
 
+    def settings(self, spec: StudySpec, search_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Return what a worker runs: the TrialConfig dict (harness specs) or, with ``trial_fn:``, a flat dict.
+
+        The flat dict is ``base`` as written, then the factor levels and searched values
+        under their spec names, then ``task`` and ``seed``: ``{"lr": 0.1, "method": "a",
+        "task": "t1", "seed": 0}``.
+        """
+        if not spec.free:
+            return self.config(spec, search_params).to_dict()
+        return {**dict(spec.base), **dict(self.levels), **(search_params or {}), PARAM_TASK: self.task,
+                PARAM_SEED: self.seed}
+
     def config(self, spec: StudySpec, search_params: Mapping[str, Any] | None = None) -> TrialConfig:
         """Return the cell's TrialConfig: defaults, then base, factor levels, task, seed, searched values."""
         if self.baseline is not None:  # the same data settings and seed as the ORCA cells: identical splits

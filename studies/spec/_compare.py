@@ -9,6 +9,7 @@ from typing import Any
 from harness.contract import PARAM_SEED, PARAM_TASK
 
 from ._model import StudySpec
+from ._parser import DEFAULT_TRIAL_FN
 from ._types import SpecError
 
 __all__ = ["compare_specs", "in_study_order"]
@@ -28,8 +29,8 @@ def compare_specs(old: StudySpec, new: StudySpec, study: str, old_base: Mapping[
                         f"{new.factor_paths} (added {added}, removed {removed}); a study's factors cannot "
                         f"change{fix}")
     skip = {PARAM_TASK, PARAM_SEED, *new.factor_paths, *(d.path for d in new.search)}
-    before = dict(old_base) if old_base is not None else old.base_config().flat()
-    after = new.base_config().flat()
+    before = dict(old_base) if old_base is not None else old.base_settings()
+    after = new.base_settings()
     changed = [p for p in after if p in before and p not in skip and before[p] != after[p]]
     if changed:
         shown = ", ".join(f"{p} (study: {before[p]!r}, this spec: {after[p]!r})" for p in changed[:4])
@@ -40,6 +41,9 @@ def compare_specs(old: StudySpec, new: StudySpec, study: str, old_base: Mapping[
         if getattr(old, key) != getattr(new, key):
             raise SpecError(f"{key}: study {study!r} uses {getattr(old, key)!r}, this spec {getattr(new, key)!r}"
                             f"{fix}")
+    if old.trial_fn != new.trial_fn:
+        raise SpecError(f"trial_fn: study {study!r} runs {old.trial_fn or DEFAULT_TRIAL_FN}, this spec "
+                        f"{new.trial_fn or DEFAULT_TRIAL_FN}; every cell of a study runs one trial function{fix}")
     if [d.to_dict() | {"path": d.path} for d in old.search] != [d.to_dict() | {"path": d.path} for d in new.search]:
         raise SpecError(f"search: differs from study {study!r}'s search space{fix}")
     _check_superset("tasks", list(old.tasks), list(new.tasks), study)

@@ -33,7 +33,7 @@ def shipped_specs() -> dict[str, Path]:
 def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
               validator: Validator | Literal["harness"] | None = "harness",
               tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-              check_data: bool = True) -> StudySpec:
+              check_data: bool = True, trial_fn: str | None = None) -> StudySpec:
     """Return the spec at a path, or the shipped spec of that name, validated.
 
     ``validator="harness"`` (the default) checks registry names with
@@ -42,7 +42,9 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     and are checked like them. With the harness validator and ``check_data``, every
     task's data and every ``body.path`` must be present here (headers only; nothing is
     loaded): ``check_data=False`` is ``--allow-missing-data``, for a host that creates a
-    study it does not run.
+    study it does not run. ``trial_fn`` (``run --trial-fn module:function``) replaces the
+    spec's ``trial_fn:``; with a trial function other than ``harness:run_trial`` nothing is
+    checked against the harness (names are the function's).
     """
     path = _find_spec_file(spec)
     try:
@@ -56,12 +58,17 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML: {exc}") from None
     source = str(path)
-    replaced = {key: list(value) for key, value in (("tasks", tasks), ("seeds", seeds)) if value is not None}
+    replaced: dict[str, Any] = {key: list(value) for key, value in (("tasks", tasks), ("seeds", seeds))
+                                if value is not None}
+    if trial_fn is not None:
+        replaced["trial_fn"] = trial_fn
     if replaced and isinstance(data, dict):
         data = {**data, **replaced}
-        source += " with " + " and ".join(f"--{key}" for key in replaced)
+        source += " with " + " and ".join(f"--{key.replace('_', '-')}" for key in replaced)
     check = _harness_validator if isinstance(validator, str) else validator
     loaded = StudySpec.from_dict(data, source=source, validator=check, overrides=overrides)
+    if loaded.free:
+        return loaded
     if isinstance(validator, str) and loaded.baselines:
         loaded = _resolve_baselines(loaded, source)
     if check_data and isinstance(validator, str):

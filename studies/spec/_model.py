@@ -47,6 +47,15 @@ class StudySpec:
     """``analysis:``: margin, alpha and rho_weak of the verdicts (recorded with the study)."""
     hypotheses: tuple[Hypothesis, ...] = ()
     """``hypotheses:``: the pre-registered hypotheses the report gives verdicts on."""
+    trial_fn: str | None = None
+    """``trial_fn:`` (or ``run --trial-fn``): ``module:function`` run for every cell instead of
+    ``harness.run_trial``; factor, base and task names are then free, and the function gets
+    :meth:`Cell.settings` as a plain dict. None: ``harness.run_trial`` on the cell's TrialConfig."""
+
+    @property
+    def free(self) -> bool:
+        """True when a trial function of the user's runs the cells (names are not the harness's)."""
+        return self.trial_fn is not None
 
     def baselines_of(self, task: str) -> tuple[str, ...]:
         """Return the baselines that run on ``task``."""
@@ -58,8 +67,15 @@ class StudySpec:
         return [f.path for f in self.factors]
 
     def base_config(self) -> TrialConfig:
-        """Return the TrialConfig every cell starts from (defaults + ``base``)."""
+        """Return the TrialConfig every cell starts from (defaults + ``base``); only for harness specs."""
+        if self.free:
+            raise TypeError(f"spec {self.name!r} runs {self.trial_fn}, not harness.run_trial: it has no "
+                            "TrialConfig; use base_settings()")
         return TrialConfig().override(self.base)
+
+    def base_settings(self) -> dict[str, Any]:
+        """Return the settings every cell starts from, flat: TrialConfig paths (harness) or ``base`` as written."""
+        return dict(self.base) if self.free else self.base_config().flat()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as a JSON-serialisable dict in canonical form."""
@@ -79,6 +95,7 @@ class StudySpec:
             **({"baselines": {task: list(names) for task, names in self.baselines}} if self.baselines else {}),
             **({"analysis": self.analysis.to_dict()} if self.analysis != AnalysisSettings() else {}),
             **({"hypotheses": [h.to_dict() for h in self.hypotheses]} if self.hypotheses else {}),
+            **({"trial_fn": self.trial_fn} if self.trial_fn is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -92,11 +109,11 @@ class StudySpec:
 
         ``overrides`` (from ``--set``) replace or add ``base`` entries. ``validator``
         checks registry names (tasks, proxies, objectives, freeze modes) of the
-        configs the spec produces; None skips that check.
+        configs the spec produces; None skips that check, as does a ``trial_fn:``.
         """
         parser = SpecParser(source)
         spec = cls(**parser.parse(data, overrides or {}))
-        if validator is not None:
+        if validator is not None and not spec.free:  # a user's trial function owns its names
             parser.check_names(spec, validator)
         return spec
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["SpecParser"]
 
 _KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "direction",
-         "search", "trials_per_cell", "sampler", "baselines", "analysis", "hypotheses")
+         "search", "trials_per_cell", "sampler", "baselines", "analysis", "hypotheses", "trial_fn")
 _DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
 _OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
 _PATHS = config_paths()
@@ -34,6 +34,8 @@ class SpecParser:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.free = False
+        """True with a trial function of the user's (``trial_fn:``): factor and base names are then free."""
 
     def fail(self, where: str, message: str) -> SpecError:
         return SpecError(f"{self.source}: {where}: {message}")
@@ -53,6 +55,8 @@ class SpecParser:
             if key not in data:
                 raise self.fail(key, f"missing; a spec needs {key}: ({_EXAMPLES[key]})")
         name = self.name(data["name"])
+        trial_fn = self.trial_fn(data.get("trial_fn"))
+        self.free = trial_fn is not None
         description = data.get("description", "") or ""
         if not isinstance(description, str):
             raise self.fail("description", f"expected a string, got {type(description).__name__}")
@@ -82,7 +86,8 @@ class SpecParser:
         hypotheses = parse_hypotheses(self, data.get("hypotheses"), factors, tasks)
         return {"name": name, "tasks": tasks, "seeds": seeds, "factors": factors, "base": base, "metric": metric,
                 "direction": direction, "search": search, "trials_per_cell": trials, "sampler": sampler,
-                "description": description, "baselines": baselines, "analysis": analysis, "hypotheses": hypotheses}
+                "description": description, "baselines": baselines, "analysis": analysis, "hypotheses": hypotheses,
+                "trial_fn": trial_fn}
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -93,6 +98,15 @@ class SpecParser:
             raise self.fail("name", str(exc).strip()) from None
         return value
 
+    def trial_fn(self, value: Any) -> str | None:
+        """Return the ``trial_fn:`` of the spec (``module:function``), or None for ``harness.run_trial``."""
+        if value is None or value == DEFAULT_TRIAL_FN:
+            return None
+        module, sep, attr = value.partition(":") if isinstance(value, str) else ("", "", "")
+        if not sep or not module.strip() or not attr.strip():
+            raise self.fail("trial_fn", f"expected module:function (e.g. mypackage.trials:run), got {value!r}")
+        return str(value)
+
     def baselines(self, value: Any, tasks: tuple[str, ...], factors: Sequence[Factor],
                   base: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Return (task, baseline names) pairs from a list (every task), ``default``, or a task -> list mapping.
@@ -102,6 +116,10 @@ class SpecParser:
         """
         if value is None:
             return ()
+        if self.free:
+            raise self.fail("baselines", "baselines run through harness.run_trial, not through trial_fn; with a "
+                            "trial function of your own, make each baseline a level of a factor it reads "
+                            "(e.g. factors: {method: [mine, knn]})")
         example = "baselines: [knn, logreg], baselines: default, or baselines: {digits: [knn]}"
         if BASELINE in {f.path for f in factors} or BASELINE in base:
             raise self.fail("baselines", f"{BASELINE} is set in factors or base too; list baselines under "
@@ -200,7 +218,7 @@ class SpecParser:
                 hint = difflib.get_close_matches(str(key), _DIMENSION_KEYS, n=1)
                 fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_DIMENSION_KEYS)}"
                 raise self.fail(f"{where}.{key}", f"unknown search key; {fix}")
-        kind = _path_type(path)
+        kind = self.kind(path, dim)
         if "choices" in dim:
             if set(dim) != {"choices"}:
                 raise self.fail(where, "give either choices or a range (low, high, log, step), not both")
@@ -235,6 +253,15 @@ class SpecParser:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def kind(self, path: str, dim: Mapping[str, Any]) -> type:
+        """Return the value type of a searched path: the TrialConfig field's, or (free names) that of low/high."""
+        if not self.free:
+            return _path_type(path)
+        bounds = [dim.get(k) for k in ("low", "high", "step") if dim.get(k) is not None]
+        if bounds and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+            return int
+        return float if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds) else str
+
     def choice(self, where: str, value: Any, choices: list[str]) -> str:
         if value not in choices:
             hint = difflib.get_close_matches(str(value), choices, n=1)
@@ -261,6 +288,11 @@ class SpecParser:
         """Return dotted path -> value; nested section mappings (``embedder: {epochs: [..]}``) are flattened."""
         if not isinstance(value, Mapping):
             raise self.fail(where, f"expected a mapping of config paths, got {value!r}")
+        if self.free:  # names of the user's trial function: kept as written, nothing flattened
+            for key in value:
+                if not isinstance(key, str) or not key:
+                    raise self.fail(where, f"keys must be non-empty strings, got {key!r}")
+            return dict(value)
         try:
             return flatten(value, sections=_SECTIONS)
         except ConfigError as exc:  # a key that is not a string
@@ -271,6 +303,10 @@ class SpecParser:
         if path in _OWN_FACTORS:
             raise self.fail(label, f"the {path} is a factor of its own; list values under "
                             f"{_OWN_FACTORS[path]}: at the top of the spec")
+        if self.free:
+            if path == BASELINE:
+                raise self.fail(label, f"{BASELINE} is reserved for the harness's baseline cells; use another name")
+            return
         if path not in _PATHS:
             try:
                 TrialConfig().get(path)
@@ -282,6 +318,8 @@ class SpecParser:
             raise self.fail(where, f"expected a plain value (string, number, bool or null), got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(where, f"expected a finite number, got {value!r}")
+        if self.free:  # the user's trial function reads it as written
+            return value
         try:
             coerced = TrialConfig().override({path: value}).get(path)
         except ConfigError as exc:
@@ -312,6 +350,8 @@ class SpecParser:
             raise self.fail(where, f"{exc}{context}") from None
 
 
+DEFAULT_TRIAL_FN = "harness:run_trial"
+"""The trial function of a spec without ``trial_fn:`` (its names are checked against the harness)."""
 DEFAULT_BASELINES = "default"
 """``baselines: default``: the harness's default baselines for each task's modality and output."""
 SEED_LIMIT = 2**32

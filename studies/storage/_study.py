@@ -103,7 +103,7 @@ def prepare_study(storage: BaseStorage, spec: StudySpec, study_name: str) -> opt
 def _write_attrs(study: optuna.Study, spec: StudySpec) -> None:
     # "spec" is written last: its presence marks a study (or a rewritten copy) as complete.
     study.set_user_attr(FACTORS, spec.factor_paths)
-    study.set_user_attr(BASE_CONFIG, spec.base_config().flat())
+    study.set_user_attr(BASE_CONFIG, spec.base_settings())
     study.set_user_attr(CREATED_BY, f"orca-ablate on {socket.gethostname()}")
     study.set_user_attr(SPEC, spec.to_dict())
 

@@ -28,8 +28,10 @@ def run(df: pd.DataFrame, hypotheses: list[Hypothesis], **kwargs: Any) -> pd.Dat
 def test_d1_otdd_with_four_configurations_is_not_testable_and_trial_rows_are_gone() -> None:
     # 4 configurations x 5 seeds, no true relation: the old trial-level test rejected in ~44% of studies.
     df = trials_frame(tasks=("ecg",), factors={"embedder.epochs": [0, 4, 16, 48]}, noise=0.01, seed=1)
-    rows = OTDD_CORRELATION.tests(TestInputs(df, "test_score", None, 199, (0,)))  # type: ignore[misc]
-    assert set(rows["variant"]) == {"config"}
+    rows = OTDD_CORRELATION.tests(TestInputs(df, "test_score", None, 199, (0, 1)))  # type: ignore[misc]
+    assert set(rows["variant"]) == {"config", "within"}  # no trial-level rows
+    within = rows[rows["variant"] == "within"]
+    assert within["note"].str.startswith("secondary: seed-level, permutations within configurations").all()
     task = rows[rows["task"] == "ecg"].iloc[0]
     assert task["n"] == 4 and "not testable with 4 configurations (needs ≥ 5" in task["note"]
     out = run(df, [Hypothesis("otdd", kind="predicts", x="otdd_after")])

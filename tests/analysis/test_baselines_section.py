@@ -53,7 +53,28 @@ def test_a_study_with_baselines_reports_them(tmp_path: Path) -> None:
     tests = pd.read_csv(tmp_path / "report" / "tests.csv")
     named = set(tests.loc[tests["test"] == "baseline", "level"])
     assert {"knn", "logreg", "ORCA embedder.epochs=0", "ORCA embedder.epochs=2"} <= named
-    assert "ORCA beside classical baselines" in Path(report).read_text()
+    text = Path(report).read_text()
+    assert "ORCA beside classical baselines" in text
+    # The summary says how ORCA fares against the baselines, one line per task ...
+    summary = text.split("## Evidence")[0]
+    assert "Against the classical baselines on the same splits" in summary and "- `digits`: " in summary
+    # ... and every factor table and figure has them beside the levels.
+    means = tests[(tests["test"] == "level_mean") & (tests["factor"] == "embedder.epochs")]
+    assert set(means.loc[means["variant"] == "level", "level"].astype(str)) == {"0", "2"}
+    knn = means[(means["variant"] == "baseline") & (means["level"] == "knn")].iloc[0]
+    by_seed = data.baselines[data.baselines["baseline"] == "knn"].groupby("seed")["test_score"].mean()
+    assert knn["n"] == 3 and knn["estimate"] == pytest.approx(by_seed.mean())
+    assert "| digits | baseline | knn | 3 |" in text and "dashed: the classical baselines" in text
+
+
+def test_factor_means_without_baselines_have_no_baseline_rows() -> None:
+    from analysis.sections.factors import FACTORS
+
+    orca, _ = _frames()
+    rows = FACTORS.tests(TestInputs(orca, "test_score", None, 99, (0,), None, None))
+    means = rows[rows["test"] == "level_mean"]
+    assert list(means["variant"]) == ["level", "level"]
+    assert means["estimate"].tolist() == pytest.approx([0.705, 0.755])
 
 
 def _helps_spec() -> dict:

@@ -161,6 +161,62 @@ def test_config_aggregate_averages_seeds_first() -> None:
     np.testing.assert_allclose(out["p_val"], 2 / 120)
 
 
+def _within_frame(rng: np.random.Generator, effect: float, configs: int = 4, seeds: int = 5) -> pd.DataFrame:
+    """Two tasks; configuration effects on OTDD and score independent; seeds share ``effect``'s link."""
+    rows = []
+    for task in ("a", "b"):
+        for config in range(configs):
+            cx, cy = rng.normal(0, 3), rng.normal(0, 3)  # large configuration effects: they must not leak in
+            for seed in range(seeds):
+                e = rng.normal()
+                rows.append({"task": task, "f": config, "seed": seed, "otdd_after": cx + e,
+                             "test_score": cy - effect * e + rng.normal()})
+    df = pd.DataFrame(rows)
+    df.attrs["factors"] = ["f"]
+    return df
+
+
+def test_within_configuration_ranks_and_permutes_inside_each_configuration() -> None:
+    df = _within_frame(np.random.default_rng(5), effect=1.0)
+    out = correlation_tests(df, aggregate="within", n_resamples=999, random_state=0)
+    for task, part in df.groupby("task"):  # the statistic: Pearson of ranks centred within each configuration
+        rx = part.groupby("f")["otdd_after"].rank()
+        ry = part.groupby("f")["test_score"].rank()
+        expected = np.corrcoef(rx - rx.groupby(part["f"]).transform("mean"),
+                               ry - ry.groupby(part["f"]).transform("mean"))[0, 1]
+        row = out[out["task"] == task].iloc[0]
+        assert row["variant"] == "within" and row["n"] == 20
+        np.testing.assert_allclose(row["statistic"], expected)
+    assert "pooled within 8 groups" in out[out["task"] == "all"].iloc[0]["note"]
+
+
+@pytest.mark.slow
+def test_within_configuration_holds_alpha_and_has_power() -> None:
+    # Configuration effects are large and shared by OTDD and score (the D1 trap): a trial-level test
+    # rejects almost always; permutations within configurations must not.
+    reps, alpha = 300, 0.05
+    rng = np.random.default_rng(11)
+    null = [correlation_tests(_within_frame(rng, 0.0), aggregate="within", n_resamples=199,
+                              random_state=i).iloc[-1]["p_val"] for i in range(reps)]
+    power = [correlation_tests(_within_frame(rng, 1.0), aggregate="within", n_resamples=199,
+                               random_state=i).iloc[-1]["p_val"] for i in range(60)]
+    rate = float(np.mean(np.asarray(null) < alpha))
+    se = np.sqrt(alpha * (1 - alpha) / reps)
+    hits = float(np.mean(np.asarray(power) < alpha))
+    print(f"\nwithin-configuration correlation: rejection at the null {rate:.4f} (limit {alpha + 2 * se:.4f}), "
+          f"power at a seed-level link of -1: {hits:.3f}")
+    assert rate <= alpha + 2 * se, rate
+    assert hits >= 0.8
+
+
+def test_within_needs_a_configuration_with_two_varying_seeds() -> None:
+    df = pd.DataFrame({"task": "a", "f": [0, 1, 2, 3], "seed": 0, "otdd_after": [1.0, 2, 3, 4],
+                       "test_score": [1.0, 2, 3, 4]})
+    df.attrs["factors"] = ["f"]
+    row = correlation_tests(df, aggregate="within", random_state=0, pooled=False).iloc[0]
+    assert np.isnan(row["statistic"]) and row["note"].startswith(NOT_ENOUGH_DATA)
+
+
 def test_otdd_reduction_is_before_minus_after() -> None:
     df = pd.DataFrame({"task": "a", "otdd_before": [5.0, 6, 7, 8], "otdd_after": [4.0, 4, 4, 4],
                        "test_score": [1.0, 2, 3, 4]})

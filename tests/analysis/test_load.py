@@ -113,6 +113,25 @@ def test_accepts_a_storage_object(tmp_path: Path) -> None:
     assert load_trials(storage, "mem")["test_score"].tolist() == [1.0]
 
 
+def test_secondary_metrics_are_the_other_test_metrics_a_trial_recorded() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="sec", storage=storage)
+    dist = {"task": CategoricalDistribution(["ecg"]), "seed": CategoricalDistribution([0, 1, 2]),
+            "method": CategoricalDistribution(["a"])}
+    for seed, details in enumerate([{"test_metrics": {"accuracy": 0.9, "macro_f1": 0.8, "rel_l2": 0.3}},
+                                    {"test_metrics": {"accuracy": 0.8, "method": 5.0}}, {}]):
+        study.add_trial(optuna.trial.create_trial(
+            params={"task": "ecg", "seed": seed, "method": "a"}, distributions=dist, value=0.9,
+            user_attrs={"test_score": 0.9, "metric": "accuracy", "details": details}))
+    study.set_user_attr("factors", ["method"])
+    data = load_study(storage, "sec")
+    # The trial's own metric is the primary; a name that is a factor would overwrite it and is left out.
+    assert dict(data.secondary) == {"macro_f1": "maximize", "rel_l2": "minimize"}
+    assert data.trials.attrs["secondary"] == dict(data.secondary)
+    np.testing.assert_allclose(data.trials["macro_f1"], [0.8, np.nan, np.nan])
+    assert data.trials["method"].tolist() == ["a", "a", "a"]
+
+
 def test_missing_study_is_a_user_error_naming_the_studies(full_url: str) -> None:
     with pytest.raises(AnalysisError, match=r"no study 'nope'.*\['s'\].*optuna studies --storage"):
         load_trials(full_url, "nope")

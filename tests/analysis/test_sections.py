@@ -64,7 +64,7 @@ def test_run_all_tests_is_the_sections_rows_in_registry_order() -> None:
     assert "dummy" not in set(everything["test"])
     kinds = list(dict.fromkeys(everything["test"]))
     assert kinds[:2] == ["contrast", "correlation"]  # hypotheses (default contrasts) first, then correlations
-    assert kinds[-1] == "power"
+    assert kinds[-2:] == ["power", "level_mean"]  # the factor section's power rows, then its level means
 
 
 def test_a_section_with_other_columns_is_rejected_by_name() -> None:

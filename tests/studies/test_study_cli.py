@@ -21,7 +21,14 @@ from optuna.trial import TrialState
 
 from studies import StudySpec, expand_cells, open_storage, run_study
 
-FAKE = ["--trial-fn", "studies._testing:fake_trial"]
+FAKE: list[str] = []
+"""The fake trial function comes from $ORCA_ABLATE_TRIAL_FN (the cli_env fixture below): the testing hook
+keeps a harness spec's names checked, where ``run --trial-fn`` would make them free."""
+
+
+@pytest.fixture
+def cli_env(cli_env: dict[str, str]) -> dict[str, str]:
+    return {**cli_env, "ORCA_ABLATE_TRIAL_FN": "studies._testing:fake_trial"}
 OPTUNA_CLI = "import sys; from optuna.cli import main; sys.argv[0] = 'optuna'; sys.exit(main())"
 """Optuna's own ``optuna`` console script, run with this interpreter."""
 
@@ -87,7 +94,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path: Path, cli_env: dict[str, str
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
         "orca-ablate run: error: spec 'quickstat': no such file, and no shipped spec of that name; did you mean "
-        "quickstart? (shipped: embedder-epochs, freezing, pretraining, proxy, quickstart)"]
+        "quickstart? (shipped: embedder-epochs, freezing, objective, pretraining, proxy, quickstart)"]
     small.update(seeds=[0], tasks=["digits"], factors={})
     path = str(write_spec(small))
     run_study(StudySpec.from_dict(small), storage=f"sqlite:///{tmp_path / 'orca-ablate.db'}", inline=True,
@@ -126,9 +133,9 @@ def test_sigkill_mid_study_then_resume(victim: str, storage_kind: str, tmp_path:
     spec = StudySpec.from_dict(small)
     path = write_spec(small)
     url, _ = _urls(storage_kind, tmp_path)
-    slow = dict(cli_env, ORCA_ABLATE_FAKE_SECONDS="0.6")
+    slow = dict(cli_env, ORCA_ABLATE_FAKE_SECONDS="0.6", ORCA_ABLATE_TRIAL_FN="studies._testing:counting_trial")
     process = subprocess.Popen([sys.executable, "-m", "studies.cli", "run", str(path), "--storage", url,
-                                "--workers", "2", "--no-progress", "--trial-fn", "studies._testing:counting_trial"],
+                                "--workers", "2", "--no-progress"],
                                env=slow, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
