@@ -40,8 +40,8 @@ from analysis._rules import (
 from analysis._spec import AnalysisSettings, Hypothesis, read_hypotheses
 from harness import contract
 
-__all__ = ["HYPOTHESIS", "SUMMARY", "Scale", "hypothesis_tests", "matched_differences", "one_per_cell",
-           "score_scale"]
+__all__ = ["BEST_BASELINE", "HYPOTHESIS", "SUMMARY", "Scale", "baseline_per_seed", "hypothesis_tests",
+           "matched_differences", "matched_per_seed", "one_per_cell", "score_scale", "task_list"]
 
 HYPOTHESIS = "hypothesis"
 """The ``test`` of every hypothesis row."""
@@ -103,6 +103,13 @@ def matched_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...],
     A block is (seed, levels of the other factors) of one task; only blocks where both sides exist
     are compared (then averaged per seed), and the note counts the blocks dropped.
     """
+    per_seed, note = matched_per_seed(part, factor, level, reference, y, scale)
+    return per_seed.to_numpy(float), note
+
+
+def matched_per_seed(part: pd.DataFrame, factor: str, level: tuple[str, ...], reference: tuple[str, ...],
+                     y: str, scale: Scale) -> tuple[pd.Series, str]:
+    """Return :func:`matched_differences` as a Series indexed by seed (what a sequential look slices)."""
     others = [c for c in factor_columns(part) if c in part.columns and c != factor]
     text = part[factor].map(level_text)
     side = np.where(text.isin(level), "level", np.where(text.isin(reference), "reference", None))
@@ -112,7 +119,7 @@ def matched_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...],
     keys = ["seed", *others]
     blocks = data.groupby([*keys, "_side"], dropna=False, observed=True)[y].mean().unstack("_side")
     if "level" not in blocks or "reference" not in blocks:
-        return np.array([]), f"{NOT_ENOUGH_DATA}: a side has no trials in this task"
+        return pd.Series(dtype=float), f"{NOT_ENOUGH_DATA}: a side has no trials in this task"
     both = blocks.dropna(subset=["level", "reference"])
     a, b = both["level"].to_numpy(float), both["reference"].to_numpy(float)
     notes = []
@@ -130,10 +137,11 @@ def matched_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...],
     if n_nan:
         notes.append(f"{n_nan} trial(s) with a missing score left out")
     per_seed = pd.Series(d, index=both.index.get_level_values("seed")).groupby(level=0).mean()
-    return per_seed.to_numpy(float), "; ".join(notes)
+    return per_seed, "; ".join(notes)
 
 
-def _tasks(df: pd.DataFrame, h: Hypothesis) -> tuple[list[str], str]:
+def task_list(df: pd.DataFrame, h: Hypothesis) -> tuple[list[str], str]:
+    """Return the tasks of ``df`` a hypothesis's ``tasks:`` selects, and why none when it selects none."""
     present = sorted(map(str, df["task"].dropna().unique()))
     if isinstance(h.tasks, tuple):
         return [t for t in h.tasks if t in present], ""
@@ -167,11 +175,18 @@ def baseline_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...]
 
     ``baseline``: one baseline's rows of one task (``StudyData.baselines``); seeds without both sides are dropped.
     """
+    per_seed, note = baseline_per_seed(part, factor, level, baseline, y, scale)
+    return per_seed.to_numpy(float), note
+
+
+def baseline_per_seed(part: pd.DataFrame, factor: str, level: tuple[str, ...], baseline: pd.DataFrame, y: str,
+                      scale: Scale) -> tuple[pd.Series, str]:
+    """Return :func:`baseline_differences` as a Series indexed by seed."""
     mine = part[part[factor].map(level_text).isin(level)].dropna(subset=[y]).groupby("seed")[y].mean()
     theirs = baseline.dropna(subset=[contract.TEST_SCORE]).groupby("seed")[contract.TEST_SCORE].mean()
     both = pd.concat([mine.rename("level"), theirs.rename("reference")], axis=1, join="inner")
     if both.empty:
-        return np.array([]), f"{NOT_ENOUGH_DATA}: no seed has both the level and the baseline"
+        return pd.Series(dtype=float), f"{NOT_ENOUGH_DATA}: no seed has both the level and the baseline"
     a, b = both["level"].to_numpy(float), both["reference"].to_numpy(float)
     if scale.name == "log ratio":
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -179,7 +194,7 @@ def baseline_differences(part: pd.DataFrame, factor: str, level: tuple[str, ...]
     else:
         d = scale.sign * (a - b)
     dropped = len(set(mine.index) | set(theirs.index)) - len(both)
-    return d, (f"{dropped} seed(s) without both sides dropped" if dropped else "")
+    return pd.Series(d, index=both.index), (f"{dropped} seed(s) without both sides dropped" if dropped else "")
 
 
 def _level_row(h: Hypothesis, c: _Context, task: str, level: str, reference: Any, s: Any, p: Shown, bad: str,
@@ -238,7 +253,7 @@ def _contrast(h: Hypothesis, c: _Context) -> tuple[Shown, list[dict[str, Any]]]:
         row = make_row(**_base(h, c, task="all", variant=SUMMARY, factor=h.factor, verdict=NOT_EVALUATED,
                                 note=f"the study does not vary {h.factor}"))
         return Shown(np.nan, np.nan), [row]
-    tasks, why = _tasks(c.df, h)
+    tasks, why = task_list(c.df, h)
     reference = h.members(h.reference) if h.reference != BEST_BASELINE else ()
     rows: list[dict[str, Any]] = []
     task_p: list[Shown] = []
@@ -291,7 +306,7 @@ def _correlation(h: Hypothesis, c: _Context) -> tuple[Shown, list[dict[str, Any]
     if x not in c.df.columns or c.df[x].notna().sum() < 3:
         return Shown(np.nan, np.nan), [make_row(**_base(h, c, task="all", variant=SUMMARY, x=x, verdict=NOT_EVALUATED,
                                                          note=f"the study records no {x}"))]
-    tasks, why = _tasks(c.df, h)
+    tasks, why = task_list(c.df, h)
     data = c.df[c.df["task"].astype(str).isin(tasks)]
     # Oriented so that a positive rho means "x predicts a better score".
     x_sign = -1.0 if h.better == "lower" else 1.0

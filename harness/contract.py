@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 __all__ = [
-    "ARTIFACT_DIR", "ATTEMPT", "BASELINE", "BASE_CONFIG", "BEST_EPOCH", "CELL", "CHECKED_NAMES", "CONFIG", "CREATED_BY",
+    "ADAPTIVE_ROUND", "ARTIFACT_DIR", "ATTEMPT", "BASELINE", "BASE_CONFIG", "BEST_EPOCH", "CELL", "CHECKED_NAMES", "CONFIG", "CREATED_BY",
     "DEFAULT_STORAGE", "DETAILS", "DEVICE", "DIRECTION", "ERROR", "EXTENSION_COPY_COMPLETE", "FACTORS",
     "GIT_COMMIT", "HEARTBEAT", "JOURNAL_SUFFIXES", "LATE", "METRIC", "METRICS", "MINIMISED_METRICS", "MODALITY", "OTDD_AFTER",
     "OTDD_BEFORE", "OTDD_CURVE", "OWNER_HOST", "OWNER_PID", "PARAM_SEED", "PARAM_TASK", "PEAK_MEM_MB",
@@ -44,6 +44,9 @@ DEVICE = "device"
 CONFIG = "config"
 VERSIONS = "versions"
 DETAILS = "details"
+ADAPTIVE_ROUND = "adaptive_round"
+"""Study user attrs ``adaptive_round_<k>`` of an adaptive study: the seeds and cells look k opened, which
+hypotheses were open and what was decided; the cells of every recorded round are the study's cells."""
 TEST_METRICS = "test_metrics"
 """Inside ``details`` (and a key a ``trial_fn`` may return): every metric of the test split, name -> value;
 those other than the trial's own ``metric`` are a study's secondary metrics."""
@@ -107,6 +110,7 @@ CHECKED_NAMES = frozenset({
     TEST_SCORE, VAL_SCORE, OTDD_BEFORE, OTDD_AFTER, OTDD_CURVE, VAL_CURVE, BEST_EPOCH, TRAINABLE_PARAMS,
     PEAK_MEM_MB, GIT_COMMIT, CELL, SLOT, SECONDS_BY_STAGE, HEARTBEAT, OWNER_HOST, OWNER_PID, WORKER_PID, ATTEMPT,
     STALE, LATE, TRACEBACK, BASE_CONFIG, CREATED_BY, ARTIFACT_DIR, EXTENSION_COPY_COMPLETE, SLURM_SUBMISSIONS,
+    ADAPTIVE_ROUND,
 })
 """The names no other product module may spell as a string literal. The generic ones (``metric``,
 ``direction``, ``config``, ``error``, ``seconds``, ``spec``, ``factors``, ...) are defined here and used

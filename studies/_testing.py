@@ -52,7 +52,11 @@ def toy_trial(settings: Mapping[str, Any], on_epoch: Callable[[int, float], None
     Reads ``method`` (``a``; ``b`` scores +0.05; ``same`` +0.0), ``lr`` (any number, no
     effect) and ``noise`` (SD of the seed's draw, default 0.005, from base:); the score is
     0.8 + the effect + a seeded normal draw, so hypotheses about ``method`` have known answers.
+    Sleeps ``ORCA_ABLATE_FAKE_SECONDS`` first.
     """
+    seconds = float(os.environ.get("ORCA_ABLATE_FAKE_SECONDS", "0"))
+    if seconds:
+        time.sleep(seconds)
     effect = {"a": 0.0, "b": 0.05, "same": 0.0}[str(settings.get("method", "a"))]
     draw = random.Random(f"{settings[c.PARAM_TASK]}/{settings[c.PARAM_SEED]}/{settings.get('method')}")
     score = 0.8 + effect + draw.gauss(0.0, float(settings.get("noise", 0.005)))

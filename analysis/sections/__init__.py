@@ -58,13 +58,14 @@ from collections.abc import Sequence
 
 from analysis._columns import AnalysisError
 from analysis.sections import (baselines, correlation, curves, design, factors, hypotheses, reproducibility,
-                               secondary)
+                               secondary, sequential)
 from analysis.sections._section import ReportView, Section, TestInputs, pick
 
 __all__ = ["SECTIONS", "ReportView", "Section", "TestInputs", "check_sections", "pick"]
 
 SECTIONS: list[Section] = [
     hypotheses.HYPOTHESES,
+    sequential.SEQUENTIAL_SECTION,
     hypotheses.HYPOTHESIS_EVIDENCE,
     baselines.BASELINES,
     correlation.OTDD_CORRELATION,

@@ -49,12 +49,13 @@ def _tests(inputs: TestInputs) -> pd.DataFrame:
                             n_resamples=inputs.n_resamples, random_state=seed, baselines=inputs.baselines)
 
 
-def _interval(row: pd.Series) -> str:
+def _interval(row: pd.Series, with_reference: bool = False) -> str:
     if not math.isfinite(row["estimate"]):
         return ""
     ci = (f" [{format_value(row['ci_low'])}, {format_value(row['ci_high'])}]"
           if math.isfinite(row["ci_low"]) else "")
-    return f"{row['task']}: {format_value(row['estimate'])}{ci}"
+    label = f"{row['task']} vs {row['reference']}" if with_reference else str(row["task"])
+    return f"{label}: {format_value(row['estimate'])}{ci}"
 
 
 def summary_table(rows: pd.DataFrame, says: dict[str, str]) -> pd.DataFrame:
@@ -66,7 +67,8 @@ def summary_table(rows: pd.DataFrame, says: dict[str, str]) -> pd.DataFrame:
         levels = evidence[evidence["variant"] == "level"]
         out.append({
             "hypothesis": row.hypothesis, "says": says.get(row.hypothesis, ""), "verdict": row.verdict,
-            "difference [CI]": "; ".join(filter(None, (_interval(r) for _, r in levels.iterrows())))
+            "difference [CI]": "; ".join(filter(None, (_interval(r, levels["task"].duplicated().any())
+                                                       for _, r in levels.iterrows())))
             if len(levels) else "; ".join(f"{r['task']}: rho {format_value(r['statistic'])}"
                                           for _, r in evidence.iterrows() if math.isfinite(r["statistic"])),
             "seeds": format_value(levels["n"].min()) if len(levels) else "",
@@ -110,6 +112,15 @@ def _answer(doc: Document, view: ReportView, rows: pd.DataFrame) -> None:
              f"(rho_weak {settings.rho_weak:g} for correlations). " + (exploratory + ". " if exploratory else ""))
     says = {h.id: h.says for h in declared}
     table = summary_table(rows, says)
+    sequential = view.rows.get("sequential")
+    if sequential is not None and not sequential.empty:  # adaptive seeds: the group-sequential verdicts
+        seq = sequential[sequential["variant"] == SUMMARY].set_index("hypothesis")
+        fixed_only = seq["kind"].isin(["predicts", "no_prediction"])
+        table["verdict"] = [table.loc[i, "verdict"] if h not in seq.index or fixed_only.get(h, False)
+                            else seq.loc[h, "verdict"] for i, h in zip(table.index, table["hypothesis"])]
+        table["stopping"] = [str(seq.loc[h, "note"]).split(";")[0] if h in seq.index else "" for h in table["hypothesis"]]
+        doc.para("Seeds were adaptive: the verdicts are those of the group-sequential procedure (see "
+                 "\"Adaptive seeds\" below); differences and CIs describe the final data.")
     testable = table[table["verdict"] != NOT_EVALUATED]
     doc.table(testable)
     untestable = summary[summary["verdict"] == NOT_EVALUATED]

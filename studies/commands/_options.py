@@ -36,6 +36,12 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                         help="use these seeds instead of the spec's seeds: list, e.g. --seeds 0 1 2 "
                              "(rerun with more seeds to extend the study)")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="adaptive seeds: 3 first, then 2 more per round until every hypothesis is decided or "
+                             "--max-seeds is reached (group-sequential; the same as seeds: {start: 3, step: 2, "
+                             "max: N} in the spec)")
+    parser.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                        help="with --adaptive: the most seeds any cell gets (default 20)")
     parser.add_argument("--trial-fn", default=None, metavar="MODULE:FUNCTION",
                         help="run every cell with this function instead of ORCA's harness.run_trial (the spec's "
                              "trial_fn:): it gets the cell's settings as a dict (task, seed, factor levels, base) "
@@ -49,11 +55,18 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> Any:  # -> studies.spec.StudySpec
     """Return the validated spec of ``args`` (SPEC with --set, --tasks, --seeds)."""
     from harness.config import parse_assignments
+    from harness.errors import ConfigError
 
     from ..spec import load_spec
 
+    if args.max_seeds is not None and not args.adaptive:
+        raise ConfigError("--max-seeds sets the maximum of adaptive seeds; add --adaptive")
+    if args.adaptive and args.seeds is not None:
+        raise ConfigError("--adaptive opens seeds 0, 1, 2, ... round by round; drop --seeds (or drop --adaptive "
+                          "to run exactly the seeds listed)")
+    max_seeds = (args.max_seeds if args.max_seeds is not None else 20) if args.adaptive else None
     return load_spec(args.spec, parse_assignments(args.overrides), tasks=args.tasks, seeds=args.seeds,
-                     check_data=not args.allow_missing_data, trial_fn=args.trial_fn)
+                     check_data=not args.allow_missing_data, trial_fn=args.trial_fn, max_seeds=max_seeds)
 
 
 def positive(value: str) -> float:

@@ -30,10 +30,11 @@ from harness.contract import (ATTEMPT, CELL, CONFIG, DIRECTION, ERROR, LATE, MET
                               VAL_CURVE)
 from harness.errors import OrcaAblateError
 
-from ..spec import SAMPLERS, Cell, StudySpec, expand_cells, param_distributions
+from ..spec import SAMPLERS, Cell, StudySpec, param_distributions
 from ..storage import StorageError
 from ..storage._locks import study_lock
 from ..storage._rdb_direct import LockLost, batched, complete_attempt
+from ._adaptive import study_cells
 from ._attempts import Owner, fail, finite, heartbeat, mark_stale, result_attrs, tell_complete, write_result
 from ._claims import Claimed, claim_next, withdraw_stale
 from ._state import Ident, StudyScan, scan_study
@@ -81,7 +82,7 @@ class _Tally:
 
 @dataclass
 class RunOutcome:
-    """What one run loop did (the caller turns it into a StudyReport)."""
+    """What one run loop did (the caller turns it into a StudyReport); ``+`` adds two rounds' outcomes."""
 
     ran: int = 0
     """Attempts this run finished (COMPLETE or FAIL)."""
@@ -91,6 +92,10 @@ class RunOutcome:
     failed: list[tuple[Cell, str, int]] = field(default_factory=list)
     """(cell, last error, attempts) of cells this run gave up on."""
     seconds: float = 0.0
+
+    def __add__(self, other: RunOutcome) -> RunOutcome:
+        return RunOutcome(self.ran + other.ran, self.completed_now + other.completed_now, self.stale + other.stale,
+                          self.failed + other.failed, self.seconds + other.seconds)
 
 
 class Runner:
@@ -104,7 +109,7 @@ class Runner:
         self.study = study
         self.study_id = study._study_id
         self.spec = spec
-        self.cells = expand_cells(spec)
+        self.cells = study_cells(spec, study)
         self.distributions = param_distributions(spec)
         self.max_retries = max_retries
         self.trial_fn = trial_fn

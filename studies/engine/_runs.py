@@ -11,13 +11,15 @@ or a journal file on a shared filesystem. Both record the study's artifact direc
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from harness.contract import DEFAULT_STORAGE
 
-from ..spec import StudySpec, expand_cells
+from ..spec import StudySpec
 from ..storage import (StorageError, backend_for, default_artifact_dir, load_study, mask_url, open_storage,
                        prepare_study, record_artifact_dir, recorded_artifact_dir, stored_spec, study_names)
+from ._adaptive import advance, describe, rounds, start_rounds
 from ._attempts import DEFAULT_GRACE_PERIOD
 from ._claims import reap_stale
 from ._gpus import assign_gpus, visible_gpus
@@ -73,16 +75,21 @@ def run_study(spec: StudySpec, *, storage: str | None = None, study_name: str | 
         study = optuna.load_study(study_name=name, storage=store)
         stale = reap_stale(store, study._study_id, grace_period=grace_period)
     study = prepare_study(store, spec, name)
+    start_rounds(study, spec)
     log = log or sys.stderr
     directory = _artifact_dir(study, url, artifact_dir, log)
     if workers == 0 and not inline:
         return _report(store, study, spec, url, RunOutcome(stale=stale), grace_period=grace_period, workers=0,
                        mode="prepare", artifact_dir=directory)
-    runner = Runner(store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
-                    trial_fn=function, grace_period=grace_period,
-                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4), log=log,
-                    workers_per_gpu=workers_per_gpu)
-    outcome = runner.run(progress=progress)
+
+    def one_round() -> RunOutcome:
+        runner = Runner(store, study, spec, workers=workers, inline=inline, max_retries=max_retries,
+                        trial_fn=function, grace_period=grace_period,
+                        heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
+                        log=log, workers_per_gpu=workers_per_gpu)
+        return runner.run(progress=progress)
+
+    outcome = _rounds(store, study, spec, one_round, grace_period, log)
     outcome.stale = stale + outcome.stale
     return _report(store, study, spec, url, outcome, grace_period=grace_period, workers=0 if inline else workers,
                    inline=inline, mode="run", artifact_dir=directory)
@@ -123,12 +130,17 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
                            f"orca-ablate run SPEC --storage {mask_url(url)} --workers 0") from None
     spec = stored_spec(study)
     stale = reap_stale(store, study._study_id, grace_period=grace_period)
-    runner = Runner(store, study, spec, workers=1, inline=inline, max_retries=max_retries,
-                    trial_fn=trial_fn_for(spec, trial_fn), grace_period=grace_period,
-                    heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
-                    log=log or sys.stderr, max_attempts=max_trials)
+
+    def one_round() -> RunOutcome:
+        runner = Runner(store, study, spec, workers=1, inline=inline, max_retries=max_retries,
+                        trial_fn=trial_fn_for(spec, trial_fn), grace_period=grace_period,
+                        heartbeat_interval=heartbeat_interval or min(HEARTBEAT_INTERVAL_S, grace_period / 4),
+                        log=log or sys.stderr, max_attempts=max_trials)
+        return runner.run(progress=progress)
+
     try:
-        outcome = runner.run(progress=progress)
+        outcome = (_rounds(store, study, spec, one_round, grace_period, log or sys.stderr) if max_trials is None
+                   else one_round())
     except KeyError as exc:  # Optuna's "study not found": the study went away under the worker
         if study.study_name in optuna.get_all_study_names(store):
             raise
@@ -137,6 +149,30 @@ def run_worker(storage: str, study_name: str | None = None, *, max_trials: int |
     outcome.stale = stale + outcome.stale
     return _report(store, study, spec, url, outcome, grace_period=grace_period, workers=0 if inline else 1,
                    inline=inline, mode="worker", artifact_dir=recorded_artifact_dir(study))
+
+
+def _rounds(store: BaseStorage, study: optuna.Study, spec: StudySpec, one_round: Callable[[], RunOutcome],
+            grace_period: float, log: TextIO) -> RunOutcome:
+    """Run the study's cells; for adaptive seeds, take each look once a round is finished and run the next.
+
+    A round with a cell out of retries stops here (the look needs every cell): the report says which,
+    and a rerun resumes the same round.
+    """
+    outcome = one_round()
+    while spec.adaptive is not None and not outcome.failed:
+        status = status_of(study, spec, grace_period=grace_period)
+        finished = status.counts()["complete"] == len(status.cells)
+        if not advance(store, study, spec, finished):
+            break
+        print(describe(rounds(_fresh(store, study).user_attrs)[-1]), file=log)
+        outcome = outcome + one_round()
+    return outcome
+
+
+def _fresh(store: BaseStorage, study: optuna.Study) -> optuna.Study:
+    import optuna
+
+    return optuna.load_study(study_name=study.study_name, storage=store)
 
 
 def _check_trial_fn(function: str | TrialFn) -> None:
@@ -160,7 +196,7 @@ def _report(store: BaseStorage, study: optuna.Study, spec: StudySpec, url: str, 
     """Return the report of a run, a worker or a preparation, with every cell's state read afresh."""
     status = status_of(study, spec, grace_period=grace_period)
     return StudyReport(
-        study.study_name, mask_url(url), len(expand_cells(spec)), complete=status.counts()["complete"],
+        study.study_name, mask_url(url), len(status.cells), complete=status.counts()["complete"],
         ran=outcome.ran, completed_now=outcome.completed_now, stale=outcome.stale,
         failed=[FailedCell(cell, error, attempts) for cell, error, attempts in outcome.failed],
         seconds=outcome.seconds, workers=workers, inline=inline, mode=mode, artifact_dir=artifact_dir,

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.contract import BASELINE, CELL
 
-from ..spec import Cell, StudySpec, expand_cells
+from ..spec import Cell, StudySpec
 from ..storage import load_study, open_storage, stored_spec
+from ._adaptive import study_cells
 from ._attempts import DEFAULT_GRACE_PERIOD
 from ._state import sort_attempts
 
@@ -89,7 +90,7 @@ def status_of(study: optuna.Study, spec: StudySpec, *, grace_period: float = DEF
     """Return the status of every cell of ``spec`` from the trials of ``study``."""
     scan = sort_attempts(study.get_trials(deepcopy=False), grace_period=grace_period)
     out = []
-    for cell in expand_cells(spec):
+    for cell in study_cells(spec, study):
         attempts = scan.of(cell.ident)
         states = [a.state for a in attempts]
         errors = states.count("failed")

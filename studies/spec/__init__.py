@@ -20,10 +20,10 @@ from ._hypotheses import HYPOTHESIS_KINDS, AnalysisSettings, Hypothesis
 from ._load import load_spec, shipped_specs
 from ._model import StudySpec
 from ._parser import DEFAULT_TRIAL_FN, SpecParser
-from ._types import DIRECTIONS, METRICS, SAMPLERS, Factor, Scalar, SearchDimension, SpecError, Validator
+from ._types import DIRECTIONS, METRICS, SAMPLERS, AdaptiveSeeds, Factor, Scalar, SearchDimension, SpecError, Validator
 
 __all__ = [
-    "DEFAULT_TRIAL_FN", "DIRECTIONS", "METRICS", "SAMPLERS", "Cell", "Factor", "Scalar", "SearchDimension", "SpecError", "SpecParser",
+    "DEFAULT_TRIAL_FN", "DIRECTIONS", "METRICS", "SAMPLERS", "AdaptiveSeeds", "Cell", "Factor", "Scalar", "SearchDimension", "SpecError", "SpecParser",
     "StudySpec", "Validator", "cell_key", "compare_specs", "expand_cells", "in_study_order", "load_spec",
     "param_distributions", "shipped_specs",
 ]

@@ -41,6 +41,10 @@ def compare_specs(old: StudySpec, new: StudySpec, study: str, old_base: Mapping[
         if getattr(old, key) != getattr(new, key):
             raise SpecError(f"{key}: study {study!r} uses {getattr(old, key)!r}, this spec {getattr(new, key)!r}"
                             f"{fix}")
+    if old.adaptive != new.adaptive:
+        shown = [s.to_dict() if s is not None else "a fixed list of seeds" for s in (old.adaptive, new.adaptive)]
+        raise SpecError(f"seeds: study {study!r} has {shown[0]}, this spec {shown[1]}; the looks of an adaptive "
+                        f"study are fixed when it is created (its alpha spending depends on them){fix}")
     if old.trial_fn != new.trial_fn:
         raise SpecError(f"trial_fn: study {study!r} runs {old.trial_fn or DEFAULT_TRIAL_FN}, this spec "
                         f"{new.trial_fn or DEFAULT_TRIAL_FN}; every cell of a study runs one trial function{fix}")

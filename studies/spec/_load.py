@@ -33,7 +33,7 @@ def shipped_specs() -> dict[str, Path]:
 def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, *,
               validator: Validator | Literal["harness"] | None = "harness",
               tasks: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-              check_data: bool = True, trial_fn: str | None = None) -> StudySpec:
+              check_data: bool = True, trial_fn: str | None = None, max_seeds: int | None = None) -> StudySpec:
     """Return the spec at a path, or the shipped spec of that name, validated.
 
     ``validator="harness"`` (the default) checks registry names with
@@ -44,7 +44,8 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     loaded): ``check_data=False`` is ``--allow-missing-data``, for a host that creates a
     study it does not run. ``trial_fn`` (``run --trial-fn module:function``) replaces the
     spec's ``trial_fn:``; with a trial function other than ``harness:run_trial`` nothing is
-    checked against the harness (names are the function's).
+    checked against the harness (names are the function's). ``max_seeds`` (``run --adaptive
+    --max-seeds N``) makes the seeds adaptive: ``{start: 3, step: 2, max: N}``.
     """
     path = _find_spec_file(spec)
     try:
@@ -62,6 +63,8 @@ def load_spec(spec: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
                                 if value is not None}
     if trial_fn is not None:
         replaced["trial_fn"] = trial_fn
+    if max_seeds is not None:
+        replaced["seeds"] = {"start": min(3, max_seeds), "step": 2, "max": max_seeds}
     if replaced and isinstance(data, dict):
         data = {**data, **replaced}
         source += " with " + " and ".join(f"--{key.replace('_', '-')}" for key in replaced)

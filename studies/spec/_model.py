@@ -20,7 +20,7 @@ from harness.contract import TEST_SCORE
 
 from ._hypotheses import AnalysisSettings, Hypothesis
 from ._parser import SpecParser
-from ._types import Factor, SearchDimension, Validator
+from ._types import AdaptiveSeeds, Factor, SearchDimension, Validator
 
 __all__ = ["StudySpec"]
 
@@ -47,6 +47,9 @@ class StudySpec:
     """``analysis:``: margin, alpha and rho_weak of the verdicts (recorded with the study)."""
     hypotheses: tuple[Hypothesis, ...] = ()
     """``hypotheses:``: the pre-registered hypotheses the report gives verdicts on."""
+    adaptive: AdaptiveSeeds | None = None
+    """``seeds: {start, step, max}``: ``seeds`` are 0..max-1, opened round by round until the
+    hypotheses are decided (group-sequential; see docs/statistics.md). None: every seed runs."""
     trial_fn: str | None = None
     """``trial_fn:`` (or ``run --trial-fn``): ``module:function`` run for every cell instead of
     ``harness.run_trial``; factor, base and task names are then free, and the function gets
@@ -96,6 +99,7 @@ class StudySpec:
             **({"analysis": self.analysis.to_dict()} if self.analysis != AnalysisSettings() else {}),
             **({"hypotheses": [h.to_dict() for h in self.hypotheses]} if self.hypotheses else {}),
             **({"trial_fn": self.trial_fn} if self.trial_fn is not None else {}),
+            **({"adaptive": self.adaptive.to_dict()} if self.adaptive is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -14,7 +14,8 @@ from harness.contract import BASELINE, TEST_SCORE, VAL_SCORE, check_study_name
 from harness.errors import ConfigError
 
 from ._hypotheses import parse_analysis, parse_hypotheses
-from ._types import DIRECTIONS, METRICS, SAMPLERS, Factor, SearchDimension, SpecError, Validator
+from ._types import (DIRECTIONS, METRICS, SAMPLERS, SPENDINGS, AdaptiveSeeds, Factor, SearchDimension, SpecError,
+                     Validator)
 
 if TYPE_CHECKING:
     from ._model import StudySpec
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["SpecParser"]
 
 _KEYS = ("name", "description", "tasks", "seeds", "factors", "base", "metric", "direction",
-         "search", "trials_per_cell", "sampler", "baselines", "analysis", "hypotheses", "trial_fn")
+         "search", "trials_per_cell", "sampler", "baselines", "analysis", "hypotheses", "trial_fn", "adaptive")
 _DIMENSION_KEYS = ("low", "high", "log", "step", "choices")
+_ADAPTIVE_KEYS = ("start", "step", "max", "spending")
 _OWN_FACTORS = {"task": "tasks", "seed": "seeds"}
 _PATHS = config_paths()
 _SECTIONS = {p.split(".")[0] for p in _PATHS if "." in p}
@@ -61,7 +63,8 @@ class SpecParser:
         if not isinstance(description, str):
             raise self.fail("description", f"expected a string, got {type(description).__name__}")
         tasks = self.tasks(data["tasks"])
-        seeds = self.seeds(data["seeds"])
+        adaptive = self.adaptive(data["seeds"], data.get("adaptive"))
+        seeds = tuple(range(adaptive.max)) if adaptive is not None else self.seeds(data["seeds"])
         factors = self.factors(data.get("factors") or {})
         base = self.base(data.get("base") or {}, overrides, factors)
         metric = self.choice("metric", data.get("metric", TEST_SCORE), list(METRICS))
@@ -84,10 +87,14 @@ class SpecParser:
         baselines = self.baselines(data.get("baselines"), tasks, factors, base)
         analysis = parse_analysis(self, data.get("analysis"))
         hypotheses = parse_hypotheses(self, data.get("hypotheses"), factors, tasks)
+        if adaptive is not None and not any(h.kind not in ("predicts", "no_prediction") for h in hypotheses):
+            raise self.fail("seeds", "adaptive seeds run until the spec's hypotheses are decided; declare "
+                            "hypotheses: comparing levels (no_change, no_gain, not_worse or helps), or give a "
+                            "list of seeds")
         return {"name": name, "tasks": tasks, "seeds": seeds, "factors": factors, "base": base, "metric": metric,
                 "direction": direction, "search": search, "trials_per_cell": trials, "sampler": sampler,
                 "description": description, "baselines": baselines, "analysis": analysis, "hypotheses": hypotheses,
-                "trial_fn": trial_fn}
+                "trial_fn": trial_fn, "adaptive": adaptive}
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -171,6 +178,38 @@ class SpecParser:
                 raise self.fail(f"seeds[{i}]", f"expected an integer from 0 to {SEED_LIMIT - 1}, got {seed!r}")
         self.unique("seeds", items)
         return tuple(items)
+
+    def adaptive(self, value: Any, canonical: Any) -> AdaptiveSeeds | None:
+        """Return ``seeds: {start, step, max[, spending]}`` (or the canonical ``adaptive:`` block), else None."""
+        if canonical is not None:  # a stored spec: seeds is the declared list, adaptive the design
+            value = canonical
+        elif not isinstance(value, Mapping):
+            return None
+        example = "seeds: {start: 3, step: 2, max: 20}"
+        where = "seeds" if canonical is None else "adaptive"
+        if not isinstance(value, Mapping):
+            raise self.fail(where, f"expected a mapping such as {example}, got {value!r}")
+        for key in value:
+            if key not in _ADAPTIVE_KEYS:
+                hint = difflib.get_close_matches(str(key), _ADAPTIVE_KEYS, n=1)
+                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_ADAPTIVE_KEYS)}"
+                raise self.fail(f"{where}.{key}", f"unknown key; {fix}")
+        numbers = {}
+        for key, default in (("start", 3), ("step", 2), ("max", None)):
+            number = value.get(key, default)
+            if number is None:
+                raise self.fail(f"{where}.max", f"missing; adaptive seeds need a maximum, e.g. {example}")
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise self.fail(f"{where}.{key}", f"expected a positive integer, got {number!r}")
+            numbers[key] = number
+        if numbers["start"] < 3:
+            raise self.fail(f"{where}.start", f"the first look needs at least 3 seeds (a t bound), got {numbers['start']}")
+        if numbers["max"] < numbers["start"]:
+            raise self.fail(f"{where}.max", f"max ({numbers['max']}) is below start ({numbers['start']})")
+        if numbers["max"] > 1000:
+            raise self.fail(f"{where}.max", f"at most 1000 seeds, got {numbers['max']}")
+        spending = self.choice(f"{where}.spending", value.get("spending", "pocock"), list(SPENDINGS))
+        return AdaptiveSeeds(numbers["start"], numbers["step"], numbers["max"], spending)
 
     def factors(self, value: Any) -> tuple[Factor, ...]:
         out = []

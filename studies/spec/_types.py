@@ -13,7 +13,8 @@ from harness.errors import ConfigError
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-__all__ = ["DIRECTIONS", "METRICS", "SAMPLERS", "Factor", "Scalar", "SearchDimension", "SpecError", "Validator"]
+__all__ = ["DIRECTIONS", "METRICS", "SAMPLERS", "SPENDINGS", "AdaptiveSeeds", "Factor", "Scalar", "SearchDimension",
+           "SpecError", "Validator"]
 
 Scalar = Union[str, int, float, bool, None]
 """A factor level or a categorical choice: what Optuna's CategoricalDistribution accepts."""
@@ -33,6 +34,31 @@ SAMPLERS: dict[str, str] = {
     "random": "optuna.samplers.RandomSampler",
 }
 """Sampler name -> Optuna class; used for ``search:`` dimensions within each cell."""
+
+SPENDINGS = ("pocock", "obf")
+"""Lan-DeMets alpha spending functions of adaptive seeds (``analysis._sequential.SPENDING``)."""
+
+
+@dataclass(frozen=True)
+class AdaptiveSeeds:
+    """``seeds: {start, step, max}``: seeds 0..max-1 are declared; they open round by round."""
+
+    start: int
+    step: int
+    max: int
+    spending: str = "pocock"
+
+    def looks(self) -> tuple[int, ...]:
+        """Return the seed counts of the looks: start, start + step, ..., and max last."""
+        out = list(range(self.start, self.max + 1, self.step))
+        if out[-1] != self.max:
+            out.append(self.max)
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the canonical ``adaptive:`` block."""
+        return {"start": self.start, "step": self.step, "max": self.max, "spending": self.spending}
+
 
 @dataclass(frozen=True)
 class Factor:
