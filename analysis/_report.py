@@ -114,6 +114,7 @@ def write_report(
     margin: float | None = None,
     alpha: float | None = None,
     sections: Sequence[Section] | None = None,
+    publish: bool = True,
 ) -> Path:
     """Return the path of ``report.md`` after writing the study's report into ``out_dir``.
 
@@ -124,6 +125,7 @@ def write_report(
     ``random_state`` seeds every resampling and is recorded. ``margin`` and ``alpha`` override the
     spec's ``analysis:`` (recorded in the report; verdicts under changed values read exploratory).
     Also writes ``tables.tex``: the hypothesis summary and evidence as booktabs LaTeX tables.
+    ``publish=False`` (``report --no-upload``) leaves the storage untouched: nothing is uploaded.
     """
     chosen = check_sections(_registry.SECTIONS if sections is None else sections)
     data = load_study(storage, study_name)
@@ -150,7 +152,7 @@ def write_report(
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(to_markdown(doc), encoding="utf-8")
     html_path.write_text(to_html(doc), encoding="utf-8")
-    status = _publish(data, out, [html_path, md_path, out / "tests.csv", out / "tables.tex"])
+    status = _publish(data, out, [html_path, md_path, out / "tests.csv", out / "tables.tex"]) if publish else ""
     if status:
         _log.info("report of %s: %s", study_name, status)
     return md_path

@@ -54,7 +54,7 @@ def _interval(row: pd.Series, with_reference: bool = False) -> str:
         return ""
     ci = (f" [{format_value(row['ci_low'])}, {format_value(row['ci_high'])}]"
           if math.isfinite(row["ci_low"]) else "")
-    label = f"{row['task']} vs {row['reference']}" if with_reference else str(row["task"])
+    label = f"{row['task']} {row['level']} vs {row['reference']}" if with_reference else str(row["task"])
     return f"{label}: {format_value(row['estimate'])}{ci}"
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-STUDIES = ("proxy", "embedder-epochs", "freezing", "pretraining")
+STUDIES = ("proxy", "embedder-epochs", "freezing", "pretraining", "objective")
 
 
 def _rows(study: str) -> list[dict[str, str]]:
@@ -60,12 +60,24 @@ def contrasts() -> list[str]:
         power = {(r["task"], r["factor"], r["level"], r["reference"]): r["n_needed"]
                  for r in rows if r["test"] == "power"}
         for r in rows:
-            if r["test"] != "contrast":
-                continue
+            if r["test"] != "contrast" or r.get("y", "test_score") != "test_score" or r["variant"] != "paired":
+                continue  # the factor contrasts of the primary metric (secondary metrics have their own)
             needed = power.get((r["task"], r["factor"], r["level"], r["reference"]), "")
             out.append(f"| {study} | {r['task']} | {r['factor']} = {r['level']} vs {r['reference']} | {r['n']} | "
                        f"{_num(r['estimate'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | "
                        f"{_num(r['effect_size'], 2)} | {float(r['p_adj']):.3g} | {needed or '–'} |")
+    return out
+
+
+def baselines() -> list[str]:
+    """Return markdown lines: per study and task, ORCA's best configuration against the best baseline."""
+    out = ["| study | task | best ORCA configuration | best baseline | ORCA - baseline [95% CI] | seeds |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for study in STUDIES:
+        for r in _rows(study):
+            if r["test"] == "baseline" and r["variant"] == "best-vs-best":
+                out.append(f"| {study} | {r['task']} | {r['level'].removeprefix('ORCA ')} | {r['reference']} | "
+                           f"{_num(r['estimate'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {r['n']} |")
     return out
 
 
@@ -77,6 +89,8 @@ def main() -> int:
     print("\n".join(verdicts()))
     print()
     print("\n".join(contrasts()))
+    print()
+    print("\n".join(baselines()))
     return 0
 
 

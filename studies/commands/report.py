@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of every bootstrap and permutation (default: 0; recorded in the report)")
     parser.add_argument("--n-resamples", type=int, default=9999,
                         help="bootstrap and permutation resamples (default: 9999)")
+    parser.add_argument("--no-upload", action="store_true",
+                        help="write the report files only: no artifact upload or dashboard note, the storage "
+                             "stays as it is (e.g. a study file committed to a repository)")
     parser.add_argument("--margin", type=float, default=None, metavar="M",
                         help="margin of the hypotheses (default: the spec's analysis.margin, else 0.01, or log 1.05 "
                              "for minimised errors); a value other than the recorded one marks verdicts exploratory")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else os.path.join("reports", args.study_name)
     _check_out(out)
     path = analysis.write_report(args.storage, args.study_name, out, random_state=args.random_state,
-                                 n_resamples=args.n_resamples, margin=args.margin, alpha=args.alpha)
+                                 n_resamples=args.n_resamples, margin=args.margin, alpha=args.alpha,
+                                 publish=not args.no_upload)
     print(path)
     return 0
 
