@@ -15,7 +15,7 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from analysis._resampling import EXACT_LIMIT, sign_flip_pvalue
 
-__all__ = ["Contrast", "compare", "per_seed", "ordered_levels", "level_text", "spec_levels"]
+__all__ = ["Contrast", "compare", "mean_ci", "per_seed", "ordered_levels", "level_text", "spec_levels"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,18 @@ def ordered_levels(values: Iterable[Any], declared: list[Any] | None = None) -> 
         return sorted(present)
     except TypeError:
         return sorted(present, key=level_text)
+
+
+def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Return (mean, low, high): the mean of the finite ``values`` ``(n,)`` with its t interval (NaN below 2)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+    return mean, mean - half, mean + half
 
 
 def per_seed(part: pd.DataFrame, factor: str, y: str) -> pd.DataFrame:

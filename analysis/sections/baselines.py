@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis._columns import make_row, results_frame
-from analysis._contrasts import level_text
+from analysis._contrasts import level_text, mean_ci
 from analysis._load import factor_columns
 from analysis._render import Document
 from analysis.sections._section import ReportView, Section, TestInputs, pick
@@ -26,17 +26,6 @@ __all__ = ["BASELINES"]
 
 _TASK, _SEED = contract.PARAM_TASK, contract.PARAM_SEED
 _TEST = "baseline"
-
-
-def _mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, np.nan, np.nan
-    half = float(stats.t.ppf((1 + confidence) / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
-    return mean, mean - half, mean + half
 
 
 def _configs(part: pd.DataFrame, factors: list[str]) -> dict[str, pd.Series]:
@@ -68,7 +57,7 @@ def _tests(inputs: TestInputs) -> pd.DataFrame:
         for name, group in base_part.groupby(contract.BASELINE, sort=False):
             scores[str(name)] = group.groupby(_SEED)[contract.TEST_SCORE].mean()
         for label, series in scores.items():
-            mean, low, high = _mean_ci(series.to_numpy(dtype=float))
+            mean, low, high = mean_ci(series.to_numpy(dtype=float))
             rows.append(make_row(test=_TEST, task=task, variant="orca" if label in orca_labels else "baseline",
                                  level=label, method="mean over seeds, t interval", y=inputs.y, n=int(series.size),
                                  estimate=mean, ci_low=low, ci_high=high, confidence=0.95))
@@ -79,7 +68,7 @@ def _tests(inputs: TestInputs) -> pd.DataFrame:
         best_base = max(base_names, key=lambda k: sign * float(scores[k].mean()))
         paired = pd.concat([scores[best_orca], scores[best_base]], axis=1, join="inner").dropna()
         diff = sign * (paired.iloc[:, 0] - paired.iloc[:, 1]).to_numpy(dtype=float)
-        mean, low, high = _mean_ci(diff)
+        mean, low, high = mean_ci(diff)
         if diff.size >= 3 and np.std(diff) > 0:
             t = float(mean / (diff.std(ddof=1) / np.sqrt(diff.size)))
             p = float(2 * stats.t.sf(abs(t), diff.size - 1))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis._columns import make_row, results_frame
-from analysis._contrasts import level_text, ordered_levels, per_seed, spec_levels
+from analysis._contrasts import level_text, mean_ci, ordered_levels, per_seed, spec_levels
 from analysis._factors import factor_tests
 from analysis._figures import factor_figure
 from analysis._hypotheses import one_per_cell
@@ -40,17 +37,6 @@ def _tests(inputs: TestInputs) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-    return mean, mean - half, mean + half
-
-
 def _level_means(df: pd.DataFrame, factor: str, y: str, baselines: pd.DataFrame | None) -> pd.DataFrame:
     """Return ``level_mean`` rows: per task, each level's mean of per-seed means (other factors averaged)
     with a 95% t interval (``variant = level``), and each baseline's on the same splits (``baseline``)."""
@@ -58,7 +44,7 @@ def _level_means(df: pd.DataFrame, factor: str, y: str, baselines: pd.DataFrame 
     for task, part in df.groupby(_TASK, sort=True):
         table = per_seed(part, factor, y)
         for level in ordered_levels(table.columns, spec_levels(df.attrs.get("spec") or {}, factor)):
-            mean, low, high = _mean_ci(table[level].to_numpy(float))
+            mean, low, high = mean_ci(table[level].to_numpy(float))
             rows.append(make_row(test=_LEVEL_MEAN, task=task, variant="level", factor=factor, level=level_text(level),
                                  method="mean of per-seed means, t interval", y=y, n=int(table[level].notna().sum()),
                                  estimate=mean, ci_low=low, ci_high=high, confidence=0.95))
@@ -67,7 +53,7 @@ def _level_means(df: pd.DataFrame, factor: str, y: str, baselines: pd.DataFrame 
         mine = baselines[baselines[_TASK] == task]
         for name, group in mine.groupby(contract.BASELINE, sort=False):
             values = group.groupby(_SEED)[contract.TEST_SCORE].mean().to_numpy(float)
-            mean, low, high = _mean_ci(values)
+            mean, low, high = mean_ci(values)
             rows.append(make_row(test=_LEVEL_MEAN, task=task, variant="baseline", factor=factor, level=str(name),
                                  method="classical baseline on the same splits, t interval", y=y,
                                  n=int(np.isfinite(values).sum()), estimate=mean, ci_low=low, ci_high=high,

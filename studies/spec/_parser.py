@@ -189,11 +189,7 @@ class SpecParser:
         where = "seeds" if canonical is None else "adaptive"
         if not isinstance(value, Mapping):
             raise self.fail(where, f"expected a mapping such as {example}, got {value!r}")
-        for key in value:
-            if key not in _ADAPTIVE_KEYS:
-                hint = difflib.get_close_matches(str(key), _ADAPTIVE_KEYS, n=1)
-                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_ADAPTIVE_KEYS)}"
-                raise self.fail(f"{where}.{key}", f"unknown key; {fix}")
+        self.known_keys(where, value, _ADAPTIVE_KEYS, "key")
         numbers = {}
         for key, default in (("start", 3), ("step", 2), ("max", None)):
             number = value.get(key, default)
@@ -252,11 +248,7 @@ class SpecParser:
         example = "{low: 1.0e-4, high: 1.0e-2, log: true} or {choices: [16, 32]}"
         if not isinstance(dim, Mapping):
             raise self.fail(where, f"expected a mapping such as {example}, got {dim!r}")
-        for key in dim:
-            if key not in _DIMENSION_KEYS:
-                hint = difflib.get_close_matches(str(key), _DIMENSION_KEYS, n=1)
-                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(_DIMENSION_KEYS)}"
-                raise self.fail(f"{where}.{key}", f"unknown search key; {fix}")
+        self.known_keys(where, dim, _DIMENSION_KEYS, "search key")
         kind = self.kind(path, dim)
         if "choices" in dim:
             if set(dim) != {"choices"}:
@@ -291,6 +283,14 @@ class SpecParser:
         return SearchDimension(path, low=low, high=high, log=log, step=step, integer=kind is int)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def known_keys(self, where: str, mapping: Mapping[str, Any], keys: Sequence[str], what: str) -> None:
+        """Raise SpecError at the first key of ``mapping`` not in ``keys``, with a "did you mean" hint."""
+        for key in mapping:
+            if key not in keys:
+                hint = difflib.get_close_matches(str(key), keys, n=1)
+                fix = f"did you mean {hint[0]}?" if hint else f"expected one of {', '.join(keys)}"
+                raise self.fail(f"{where}.{key}", f"unknown {what}; {fix}")
 
     def kind(self, path: str, dim: Mapping[str, Any]) -> type:
         """Return the value type of a searched path: the TrialConfig field's, or (free names) that of low/high."""
