@@ -132,9 +132,11 @@ def _complete_per_cell_storage(study: optuna.Study) -> Counter[str]:
 
 
 @pytest.mark.slow
-def test_workers_on_a_journal_advance_the_rounds(tmp_path: Path, cli_env: dict[str, str], write_spec: Any) -> None:
+@pytest.mark.parametrize("kind", ["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_workers_advance_the_rounds(kind: str, tmp_path: Path, cli_env: dict[str, str], write_spec: Any,
+                                    request: pytest.FixtureRequest) -> None:
     path = write_spec(SPEC)
-    url = f"journal:///{tmp_path / 'ad.log'}"
+    url = f"journal:///{tmp_path / 'ad.log'}" if kind == "journal" else request.getfixturevalue("pg_url")
     prepare = subprocess.run([sys.executable, "-m", "studies.cli", "run", str(path), "--storage", url,
                               "--workers", "0"], env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert prepare.returncode == 0, prepare.stderr
@@ -144,9 +146,10 @@ def test_workers_on_a_journal_advance_the_rounds(tmp_path: Path, cli_env: dict[s
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
-    study = optuna.load_study(study_name="ad", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "ad.log"))))
+    storage = (optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "ad.log")))
+               if kind == "journal" else url)
+    study = optuna.load_study(study_name="ad", storage=storage)
     recorded = rounds(study.user_attrs)
-    assert recorded[-1]["final"] is True
+    assert recorded[-1]["final"] is True and len(recorded) >= 2
     counts = _complete_per_cell_storage(study)
     assert set(counts) == {key for r in recorded for key in r["cells"]} and set(counts.values()) == {1}
