@@ -10,7 +10,7 @@ import pytest
 from analysis import write_report
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
-STUDIES = ("proxy", "embedder-epochs", "freezing", "pretraining", "objective")
+STUDIES = ("proxy", "embedder-epochs", "freezing", "pretraining", "objective", "defaults")
 
 
 @pytest.mark.slow
