@@ -48,12 +48,14 @@ from analysis._rules import (CONTRADICTED, INCONCLUSIVE, NOT_EVALUATED, SUPPORTE
 from analysis._spec import AnalysisSettings, Hypothesis, read_hypotheses, read_settings
 from harness import contract
 
-__all__ = ["SEQUENTIAL", "SPENDING", "Design", "look_schedule", "nominal_levels", "repeated_p", "sequential_shown",
-           "sequential_tests"]
+__all__ = ["SEQUENTIAL", "SPENDING", "Design", "look_schedule", "needed_levels", "nominal_levels", "repeated_p",
+           "sequential_shown", "sequential_tests", "still_open"]
 
 SEQUENTIAL = "sequential"
 """The ``test`` of every sequential row."""
 FUTILE = "futile"
+OPEN = "open"
+"""How a summary row's note starts while the hypothesis is neither decided nor futile (:func:`still_open`)."""
 
 SPENDING: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "pocock": lambda t, a: a * np.log1p((math.e - 1) * t),
@@ -411,7 +413,7 @@ def _summary(base: dict[str, Any], verdicts: list[str], decided: int | None, sti
     if decided is not None:
         when = f"decided at look {decided + 1} ({design.looks[decided]} seeds)"
     elif still:
-        when = "open: more seeds may decide it"
+        when = f"{OPEN}: more seeds may decide it"
     elif verdicts and len(verdicts) < len(design.looks):
         when = "futile: it cannot be decided by the last look at the observed variance; stopped adding seeds"
     else:
@@ -421,12 +423,9 @@ def _summary(base: dict[str, Any], verdicts: list[str], decided: int | None, sti
                     note="; ".join(filter(None, [when, note])))
 
 
-def open_units(rows: pd.DataFrame, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
-    """Return the hypotheses of ``sequential_tests`` rows that still ask for seeds (neither decided nor futile)."""
-    summary = rows[(rows["test"] == SEQUENTIAL) & (rows["variant"] == SUMMARY)].set_index("hypothesis")
-    ids = {h.id for h in hypotheses}
-    still = [i for i in summary.index if i in ids and str(summary.loc[i, "note"]).startswith("open")]
-    return [h for h in hypotheses if h.id in still]
+def still_open(note: str) -> bool:
+    """Return whether a sequential summary row's ``note`` says the hypothesis still asks for seeds."""
+    return str(note).startswith(OPEN)
 
 
 def needed_levels(h: Hypothesis) -> tuple[str, ...] | None:

@@ -43,7 +43,7 @@ from analysis import hypothesis_tests  # noqa: E402
 from harness import contract  # noqa: E402
 from analysis._rules import CONTRADICTED, SUPPORTED, verdict_of  # noqa: E402
 from analysis._sequential import SEQUENTIAL, Design, look_schedule, needed_levels, sequential_shown, \
-    sequential_tests  # noqa: E402
+    sequential_tests, still_open  # noqa: E402
 from analysis._spec import AnalysisSettings, Hypothesis  # noqa: E402
 from studies.engine._adaptive import _needed  # noqa: E402
 from studies.spec import Cell  # noqa: E402
@@ -110,7 +110,7 @@ def adaptive(s: Scenario, full: pd.DataFrame, design: Design) -> tuple[dict[str,
     for k in range(len(design.looks)):
         rows = sequential_tests(opened, design, list(range(design.max)), hypotheses=list(s.hypotheses))
         summary = rows[(rows["test"] == SEQUENTIAL) & (rows["variant"] == "summary")].set_index("hypothesis")
-        open_h = [h for h in s.hypotheses if str(summary.loc[h.id, "note"]).startswith("open")]
+        open_h = [h for h in s.hypotheses if still_open(summary.loc[h.id, "note"])]
         if not open_h or k + 1 >= len(design.looks):
             break
         needed = [(task, frozenset(needed_levels(h) or ()), h.factor) for h in open_h for task in TASKS]

@@ -78,12 +78,9 @@ def advance(storage: BaseStorage, study: optuna.Study, spec: StudySpec, finished
     ``finished``: every cell of the recorded rounds is COMPLETE or out of retries (the caller knows
     from its scan); without it nothing happens. The last round records ``final: true``.
     """
-    import optuna as _optuna
-
     if spec.adaptive is None or not finished:
         return False
-    study = _optuna.load_study(study_name=study.study_name, storage=storage)  # fresh attrs
-    recorded = rounds(study.user_attrs)
+    recorded = rounds(study.user_attrs)  # read from the storage at each access
     if not recorded or recorded[-1].get("final"):
         return False
     look = len(recorded) - 1
@@ -107,7 +104,7 @@ def _look(storage: BaseStorage, study: optuna.Study, spec: StudySpec,
     """Return (hypothesis -> verdict record, open hypothesis ids, needed (task, levels, factor) sets)."""
     import analysis
     from analysis._hypotheses import BEST_BASELINE, task_list
-    from analysis._sequential import SEQUENTIAL, Design, needed_levels, sequential_tests
+    from analysis._sequential import SEQUENTIAL, Design, needed_levels, sequential_tests, still_open
     from analysis._spec import read_hypotheses
 
     data = analysis.load_study(storage, study.study_name)
@@ -122,7 +119,7 @@ def _look(storage: BaseStorage, study: optuna.Study, spec: StudySpec,
         note = str(row.note)
         out[str(row.hypothesis)] = {"verdict": str(row.verdict), "note": note,
                                     "decided_at": None if row.df != row.df else int(row.df)}
-        if note.startswith("open"):
+        if still_open(note):
             open_ids.append(str(row.hypothesis))
     by_id = {h.id: h for h in hypotheses}
     needed: list[tuple[str, frozenset[str], str | None]] = []

@@ -164,15 +164,9 @@ def _rounds(store: BaseStorage, study: optuna.Study, spec: StudySpec, one_round:
         finished = status.counts()["complete"] == len(status.cells)
         if not advance(store, study, spec, finished):
             break
-        print(describe(rounds(_fresh(store, study).user_attrs)[-1]), file=log)
+        print(describe(rounds(study.user_attrs)[-1]), file=log)
         outcome = outcome + one_round()
     return outcome
-
-
-def _fresh(store: BaseStorage, study: optuna.Study) -> optuna.Study:
-    import optuna
-
-    return optuna.load_study(study_name=study.study_name, storage=store)
 
 
 def _check_trial_fn(function: str | TrialFn) -> None:
